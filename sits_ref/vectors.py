@@ -78,7 +78,10 @@ def _read_shapefile(path: str, class_field: str):
         records = [(sr.shape.__geo_interface__ if sr.shape.points else None,
                     sr.record[class_field]) for sr in reader.iterShapeRecords()]
     prj = os.path.splitext(path)[0] + ".prj"
-    epsg = epsg_from_wkt(open(prj).read()) if os.path.isfile(prj) else None
+    epsg = None
+    if os.path.isfile(prj):
+        with open(prj) as f:
+            epsg = epsg_from_wkt(f.read())
     if epsg is None:
         raise VectorError(f"{path}: CRS unknown (missing or unrecognised {prj}); "
                           "write a .prj with an EPSG authority")
