@@ -184,17 +184,22 @@ class SampleBuilder:
 
 
 def oversample(klass, seed: int = 0) -> np.ndarray:
-    """Indices that repeat minority-class samples until every class present has as
-    many samples as the largest one (random draws with replacement for the remainder).
+    """Indices that repeat the samples of minority classes until each class has at
+    least the median class count (whole repetitions, then random draws without
+    replacement for the remainder); larger classes are left as they are.
+
+    Raising minorities to the median rather than to the largest class keeps an epoch
+    short for patch models while Shrubland / Non-vegetated still weigh several times
+    their natural share.
     """
     klass = np.asarray(klass)
     rng = np.random.default_rng(seed)
     classes, counts = np.unique(klass, return_counts=True)
-    target = counts.max()
+    target = int(np.ceil(np.median(counts)))
     out = []
     for c, n in zip(classes, counts):
         members = np.flatnonzero(klass == c)
-        reps, extra = divmod(target, n)
+        reps, extra = divmod(max(target, n), n)
         out.append(np.tile(members, reps))
         out.append(rng.choice(members, size=extra, replace=False))
     return rng.permutation(np.concatenate(out))

@@ -64,12 +64,15 @@ def test_patches_label_only_pixels_of_their_own_set(tiny_dataset):
     assert set(patches.klass.tolist()) == {0, 1}
 
 
-def test_oversample_balances_classes():
-    klass = np.array([0] * 10 + [1] * 3 + [2] * 1)
+def test_oversample_raises_minorities_to_the_median():
+    klass = np.array([0] * 10 + [1] * 3 + [2] * 1 + [3] * 5)
     idx = oversample(klass, seed=0)
-    assert np.bincount(klass[idx]).tolist() == [10, 10, 10]
-    # every original sample of a minority class appears at least target // n times
-    assert np.bincount(idx, minlength=14)[10:13].min() == 3
+    # median of counts (10, 3, 1, 5) is 4: classes 1 and 2 are raised to 4, 0 and 3 kept
+    assert np.bincount(klass[idx]).tolist() == [10, 4, 4, 5]
+    counts = np.bincount(idx, minlength=19)
+    assert counts[13] == 4                           # the lone class-2 sample, 4 times
+    assert sorted(counts[10:13]) == [1, 1, 2]        # 3 class-1 samples + 1 random draw
+    assert (counts[:10] == 1).all() and (counts[14:] == 1).all()
 
 
 def test_normalizer_by_hand():

@@ -1,0 +1,266 @@
+"""Training, validation and checkpoints (paper section 3.5).
+
+Data are tensors X (N, C, T, H, W) float32 and Y (N, H, W) int64 with
+-1 = unlabelled (sparse polygon annotations): the loss and the metrics only
+use labelled pixels. Training is Adam with early stopping on the validation
+macro-F1 (patience 5) and the best weights are restored at the end.
+Oversampling of minority classes is the caller's job (it builds X, Y).
+"""
+import copy
+import os
+import time
+from dataclasses import asdict, dataclass
+from typing import Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .metrics import confusion_matrix, macro_f1
+from .models import build_model
+
+# ----------------------------------------------------------------------------- loss
+
+
+def masked_cross_entropy(logits, labels):
+    """Mean cross-entropy over labelled pixels.
+
+    logits (N, K, H, W), labels (N, H, W) int64 with -1 = unlabelled (ignored);
+    or logits (P, K) and labels (P,) for pixels already selected.
+    Returns a scalar; 0 (still attached to the graph) if no pixel is labelled.
+    """
+    n_labelled = (labels >= 0).sum()
+    if n_labelled == 0:
+        return logits.sum() * 0.0
+    return F.cross_entropy(logits, labels, ignore_index=-1, reduction="sum") / n_labelled
+
+
+# ----------------------------------------------------------------------------- early stopping
+
+
+class EarlyStopping:
+    """Stop when the metric (higher is better) has not strictly improved on its
+    best value for ``patience`` consecutive epochs.
+
+    ``step(metric)`` is called once per epoch (epochs counted from 0) and
+    returns True when training should stop; ``improved`` tells whether this
+    epoch set a new best, ``best`` / ``best_epoch`` hold the best so far.
+    """
+
+    def __init__(self, patience=5):
+        self.patience = patience
+        self.best, self.best_epoch = float("-inf"), -1
+        self.epoch, self.bad_epochs, self.improved = -1, 0, False
+
+    def step(self, metric):
+        self.epoch += 1
+        self.improved = metric > self.best          # NaN never improves
+        if self.improved:
+            self.best, self.best_epoch, self.bad_epochs = float(metric), self.epoch, 0
+        else:
+            self.bad_epochs += 1
+        return self.bad_epochs >= self.patience
+
+
+# ----------------------------------------------------------------------------- config
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 100
+    patience: int = 5              # early stopping on validation macro-F1 (paper 3.5.1)
+    lr: float = 1e-3               # Adam, as TempCNN
+    batch_size: int = 32           # samples (pixels or patches) per step
+    eval_batch_size: int = 256
+    weight_decay: float = 1e-6     # L2 as TempCNN
+    seed: int = 0
+    device: str = "cpu"            # "cuda" used only if asked and available
+    num_threads: Optional[int] = None  # torch CPU threads (None: leave as is)
+
+
+def resolve_device(name, log=print):
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        log(f"device {name!r} not available, using cpu")
+        return torch.device("cpu")
+    return torch.device(name)
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+@torch.no_grad()
+def _evaluate(model, X, Y, batch_size):
+    """-> (mean loss over labelled pixels, y_true, y_pred) as numpy int64."""
+    model.eval()
+    device = next(model.parameters()).device
+    loss_sum, trues, preds = 0.0, [], []
+    for i in range(0, len(X), batch_size):
+        xb, yb = X[i:i + batch_size].to(device), Y[i:i + batch_size].to(device)
+        logits = model(xb)
+        mask = yb >= 0
+        if mask.any():
+            loss_sum += F.cross_entropy(logits, yb, ignore_index=-1, reduction="sum").item()
+        trues.append(yb[mask].cpu())
+        preds.append(logits.argmax(1)[mask].cpu())
+    y_true, y_pred = torch.cat(trues).numpy(), torch.cat(preds).numpy()
+    return loss_sum / max(len(y_true), 1), y_true, y_pred
+
+
+def predict_labelled(model, X, Y, batch_size=256):
+    """Predictions on the labelled pixels of (X, Y), flattened:
+    -> (y_true, y_pred), 1-D int64 numpy arrays (eval mode, no grad)."""
+    _, y_true, y_pred = _evaluate(model, X, Y, batch_size)
+    return y_true, y_pred
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def train_model(model, train, val, config=None, log=print):
+    """Train ``model`` on train = (X, Y), early-stopped on val = (X, Y).
+
+    Each epoch: seeded shuffle, minibatches, masked cross-entropy, Adam step;
+    then validation loss and macro-F1 over labelled pixels, one log line.
+    The best (validation macro-F1) weights are restored before returning
+    history = {"epochs": [{"epoch", "train_loss", "val_loss", "val_f1",
+    "seconds"}, ...], "best_epoch", "best_f1", "seconds", "config"}.
+    Same config.seed and same initial weights -> same numbers on CPU.
+    """
+    cfg = config or TrainConfig()
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    torch.manual_seed(cfg.seed)                             # dropout
+    shuffle = torch.Generator().manual_seed(cfg.seed)       # minibatch order
+    device = resolve_device(cfg.device, log)
+    model.to(device)
+    (X, Y), (Xv, Yv) = train, val
+    n_classes = model.n_classes
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    stopper = EarlyStopping(cfg.patience)
+    best_state = copy.deepcopy(model.state_dict())
+    history = {"epochs": [], "config": asdict(cfg)}
+    t_start = time.time()
+
+    for epoch in range(cfg.epochs):
+        t0 = time.time()
+        model.train()
+        loss_sum, n_sum = 0.0, 0
+        for idx in torch.randperm(len(X), generator=shuffle).split(cfg.batch_size):
+            xb, yb = X[idx].to(device), Y[idx].to(device)
+            labelled = yb >= 0
+            n_lab = int(labelled.sum())
+            if n_lab < 2:
+                continue    # pixel-wise BatchNorm needs more than one labelled pixel
+            loss = masked_cross_entropy(model(xb, where=labelled), yb[labelled])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            loss_sum, n_sum = loss_sum + loss.item() * n_lab, n_sum + n_lab
+
+        val_loss, y_true, y_pred = _evaluate(model, Xv, Yv, cfg.eval_batch_size)
+        f1 = macro_f1(confusion_matrix(y_true, y_pred, n_classes))
+        stop = stopper.step(f1)
+        if stopper.improved:
+            best_state = copy.deepcopy(model.state_dict())
+        rec = {"epoch": epoch, "train_loss": loss_sum / max(n_sum, 1), "val_loss": val_loss,
+               "val_f1": f1, "seconds": time.time() - t0}
+        history["epochs"].append(rec)
+        log(f"epoch {epoch:3d} | train loss {rec['train_loss']:.4f} | val loss {val_loss:.4f}"
+            f" | val macro-F1 {f1:.4f}{' *' if stopper.improved else ''} | {rec['seconds']:.1f}s")
+        if stop:
+            break
+
+    model.load_state_dict(best_state)
+    history.update(best_epoch=stopper.best_epoch, best_f1=stopper.best,
+                   seconds=time.time() - t_start)
+    return history
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+FORMAT = "sits_ref.checkpoint/1"
+_KEYS = ("format", "model_name", "model_kwargs", "n_features", "n_dates", "n_classes",
+         "state_dict", "norm_mean", "norm_std", "class_codes", "class_names",
+         "feature_names", "extra")
+
+
+def _check_plain(obj, where):
+    """Only tensors and plain python types may enter a checkpoint."""
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if not isinstance(k, (str, int)):
+                raise TypeError(f"{where}: key {k!r} is not str/int")
+            _check_plain(v, f"{where}[{k!r}]")
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            _check_plain(v, f"{where}[{i}]")
+    elif not (obj is None or isinstance(obj, (bool, int, float, str, torch.Tensor))):
+        raise TypeError(f"{where}: {type(obj).__name__} is not a plain type or tensor")
+
+
+def save_checkpoint(path, model, model_name, model_kwargs, norm_mean, norm_std,
+                    class_codes, class_names, feature_names, extra=None):
+    """Write one file loadable with ``torch.load(path, weights_only=True)``.
+
+    norm_mean / norm_std: arrays (stored as float32 tensors); class_codes: the
+    nomenclature codes of classes 0..K-1; feature_names: the C features.
+    Written to a temporary name then renamed, so a crash never leaves half a file.
+    """
+    n_classes, n_features = model.n_classes, model.n_features
+    if not (len(class_codes) == len(class_names) == n_classes):
+        raise ValueError(f"{len(class_codes)} class codes / {len(class_names)} names "
+                         f"for a {n_classes}-class model")
+    if len(feature_names) != n_features:
+        raise ValueError(f"{len(feature_names)} feature names for a {n_features}-feature model")
+    ckpt = {
+        "format": FORMAT, "model_name": str(model_name), "model_kwargs": dict(model_kwargs),
+        "n_features": int(n_features), "n_dates": int(model.n_dates), "n_classes": int(n_classes),
+        "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        "norm_mean": torch.as_tensor(np.asarray(norm_mean, dtype=np.float32)),
+        "norm_std": torch.as_tensor(np.asarray(norm_std, dtype=np.float32)),
+        "class_codes": [int(c) for c in class_codes],
+        "class_names": [str(c) for c in class_names],
+        "feature_names": [str(f) for f in feature_names],
+        "extra": extra if extra is not None else {},
+    }
+    _check_plain(ckpt, "checkpoint")
+    tmp = f"{path}.tmp{os.getpid()}"
+    torch.save(ckpt, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path, n_features=None, n_dates=None, feature_names=None):
+    """-> (model in eval mode on cpu, meta dict without the state_dict).
+
+    Raises ValueError (with the reason) if the file is not a sits_ref
+    checkpoint, lacks keys, its weights do not fit the model it names, or it
+    does not fit the data: n_features, n_dates or feature_names different.
+    meta["norm_mean"] / ["norm_std"] are float32 numpy arrays.
+    """
+    if not os.path.exists(path):
+        raise FileNotFoundError(path)
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # pickle errors, foreign objects, truncated files
+        raise ValueError(f"{path}: not a sits_ref checkpoint (cannot load safely: {e})") from e
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise ValueError(f"{path}: not a sits_ref checkpoint (format tag {FORMAT!r} missing)")
+    missing = [k for k in _KEYS if k not in ckpt]
+    if missing:
+        raise ValueError(f"{path}: checkpoint is missing keys {missing}")
+    for name, want in (("n_features", n_features), ("n_dates", n_dates)):
+        if want is not None and int(want) != ckpt[name]:
+            raise ValueError(f"{path}: checkpoint {name}={ckpt[name]} but the data has {want}")
+    if feature_names is not None and list(feature_names) != ckpt["feature_names"]:
+        raise ValueError(f"{path}: checkpoint feature_names {ckpt['feature_names']} "
+                         f"differ from the data's {list(feature_names)}")
+    try:
+        model = build_model(ckpt["model_name"], ckpt["n_features"], ckpt["n_dates"],
+                            ckpt["n_classes"], **ckpt["model_kwargs"])
+        model.load_state_dict(ckpt["state_dict"], strict=True)
+    except (RuntimeError, TypeError, ValueError) as e:
+        raise ValueError(f"{path}: state_dict does not fit model {ckpt['model_name']!r}: {e}") from e
+    model.eval()
+    meta = {k: v for k, v in ckpt.items() if k != "state_dict"}
+    meta["norm_mean"], meta["norm_std"] = ckpt["norm_mean"].numpy(), ckpt["norm_std"].numpy()
+    return model, meta

@@ -1,0 +1,244 @@
+import copy
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from sits_ref.metrics import confusion_matrix, macro_f1
+from sits_ref.models import TempCNN, build_model
+from sits_ref.train import (EarlyStopping, TrainConfig, load_checkpoint, masked_cross_entropy,
+                            predict_labelled, save_checkpoint, train_model)
+
+SMALL = dict(filters=8, hidden=16, dropout=0.2)   # a small TempCNN keeps the tests fast
+
+
+# ----------------------------------------------------------------------------- loss
+
+def _np_cross_entropy(logits, labels):
+    """Cross-entropy by formula: -log softmax(z)[y], mean over labelled pixels."""
+    losses = []
+    for n, i, j in zip(*np.nonzero(labels >= 0)):
+        z = logits[n, :, i, j].astype(np.float64)
+        log_softmax = z - z.max() - np.log(np.exp(z - z.max()).sum())
+        losses.append(-log_softmax[labels[n, i, j]])
+    return float(np.mean(losses))
+
+
+def test_masked_loss_tiny_hand_value():
+    # pixel (0,0): z=[0,0], y=0 -> ln 2 ; pixel (0,1): z=[ln 3, 0], y=1 -> p=1/4 -> ln 4
+    # pixel (1,*): unlabelled. Mean = (ln 2 + ln 4)/2 = 1.5 ln 2
+    logits = torch.tensor([[[[0.0, math.log(3)], [9.0, -9.0]],
+                            [[0.0, 0.0], [-9.0, 9.0]]]])          # (1, 2, 2, 2)
+    labels = torch.tensor([[[0, 1], [-1, -1]]])
+    assert masked_cross_entropy(logits, labels).item() == pytest.approx(1.5 * math.log(2))
+
+
+def test_masked_loss_matches_numpy_and_ignores_unlabelled():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(2, 4, 3, 5)).astype(np.float32) * 3
+    labels = rng.integers(0, 4, size=(2, 3, 5))
+    labels[rng.random(labels.shape) < 0.5] = -1
+    expected = _np_cross_entropy(logits, labels)
+    t_logits = torch.tensor(logits, requires_grad=True)
+    loss = masked_cross_entropy(t_logits, torch.tensor(labels))
+    assert loss.item() == pytest.approx(expected, rel=1e-5)
+    # changing logits of unlabelled pixels changes nothing, and they get no gradient
+    changed = logits.copy()
+    for n in range(2):
+        changed[n][:, labels[n] < 0] = 100.0
+    assert masked_cross_entropy(torch.tensor(changed), torch.tensor(labels)).item() == \
+        pytest.approx(expected, rel=1e-5)
+    loss.backward()
+    grad = t_logits.grad.numpy()
+    for n in range(2):
+        assert np.all(grad[n][:, labels[n] < 0] == 0)
+        assert np.any(grad[n][:, labels[n] >= 0] != 0)
+
+
+def test_masked_loss_without_labels_is_zero_with_grad():
+    logits = torch.randn(2, 3, 4, 4, requires_grad=True)
+    loss = masked_cross_entropy(logits, torch.full((2, 4, 4), -1))
+    assert loss.item() == 0.0 and loss.requires_grad
+    loss.backward()
+    assert torch.all(logits.grad == 0)
+
+
+# ----------------------------------------------------------------------------- early stopping
+
+def test_early_stopping_on_scripted_sequence():
+    # best 0.3 at epoch 1; epoch 2 (0.3 again, not strictly greater), 3, 4, 5, 6 do not
+    # improve -> 5 bad epochs after epoch 6 -> stop there; the 0.5 at epoch 7 is never seen.
+    stopper = EarlyStopping(patience=5)
+    seq = [0.1, 0.3, 0.3, 0.2, 0.25, 0.29, 0.28, 0.5]
+    stops = []
+    for m in seq:
+        stops.append(stopper.step(m))
+        if stops[-1]:
+            break
+    assert stops == [False] * 6 + [True]
+    assert stopper.best_epoch == 1 and stopper.best == 0.3
+
+
+def test_early_stopping_resets_on_improvement():
+    # without the reset at epoch 2 the bad-epoch count would reach 2 at epoch 3
+    stopper = EarlyStopping(patience=2)
+    assert [stopper.step(m) for m in [0.5, 0.4, 0.6, 0.6, 0.55]] == [False] * 4 + [True]
+    assert stopper.best_epoch == 2
+
+
+# ----------------------------------------------------------------------------- training
+
+def _pixels(n, c=4, t=5, k=3, seed=0, noise=0.7):
+    """Separable pixel samples: class k = a fixed random (C, T) profile + noise."""
+    g = torch.Generator().manual_seed(123)
+    profiles = torch.randn(k, c, t, generator=g) * 1.5
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % k
+    x = profiles[y] + noise * torch.randn(n, c, t, generator=g)
+    return x[..., None, None], y[:, None, None]
+
+
+def _quiet(_):
+    pass
+
+
+def test_training_beats_chance_on_separable_pixels():
+    train, val = _pixels(300, seed=1), _pixels(150, seed=2)
+    torch.manual_seed(0)
+    model = TempCNN(4, 5, 3, **SMALL)
+    lines = []
+    hist = train_model(model, train, val, TrainConfig(epochs=6, batch_size=32), log=lines.append)
+    assert len(lines) == len(hist["epochs"])                  # one progress line per epoch
+    y_true, y_pred = predict_labelled(model, *val)
+    assert len(y_true) == 150
+    f1 = macro_f1(confusion_matrix(y_true, y_pred, 3))
+    assert f1 > 0.9                                          # chance is ~0.33
+    assert f1 == pytest.approx(hist["best_f1"])
+
+
+def test_training_on_sparse_patches_with_cnn2d():
+    x, y = _pixels(60, seed=3)                                # one class per patch
+    xp = x.expand(-1, -1, -1, 6, 6) + 0.3 * torch.randn(60, 4, 5, 6, 6)
+    yp = torch.full((60, 6, 6), -1)
+    yp[:, 2:4, 2:4] = y[:, :1, :1]                            # 4 labelled pixels per patch
+    torch.manual_seed(0)
+    model = build_model("cnn2d", 4, 5, 3, filters=16, hidden=16, dropout=0.2)
+    hist = train_model(model, (xp[:40], yp[:40]), (xp[40:], yp[40:]),
+                       TrainConfig(epochs=5, batch_size=8), log=_quiet)
+    assert hist["best_f1"] > 0.8
+    y_true, _ = predict_labelled(model, xp[40:], yp[40:])
+    assert len(y_true) == 20 * 4
+
+
+def test_same_seed_gives_identical_history():
+    train, val = _pixels(120, seed=1), _pixels(60, seed=2)
+    torch.manual_seed(0)
+    init = TempCNN(4, 5, 3, **SMALL)
+    runs = []
+    for _ in range(2):
+        h = train_model(copy.deepcopy(init), train, val, TrainConfig(epochs=3, seed=7), log=_quiet)
+        runs.append([(e["train_loss"], e["val_loss"], e["val_f1"]) for e in h["epochs"]])
+    assert runs[0] == runs[1]
+    h = train_model(copy.deepcopy(init), train, val, TrainConfig(epochs=3, seed=8), log=_quiet)
+    assert [(e["train_loss"], e["val_loss"], e["val_f1"]) for e in h["epochs"]] != runs[0]
+
+
+def test_training_restores_best_weights():
+    # random validation labels -> the validation F1 peaks early, then early stopping
+    train = _pixels(90, seed=1)
+    xv, _ = _pixels(60, seed=2)
+    yv = torch.randint(0, 3, (60, 1, 1), generator=torch.Generator().manual_seed(1))
+    torch.manual_seed(0)
+    model = TempCNN(4, 5, 3, **SMALL)
+    states = []                     # weights after each epoch (log is called once per epoch)
+    hist = train_model(model, train, (xv, yv), TrainConfig(epochs=15, patience=3),
+                       log=lambda _: states.append(copy.deepcopy(model.state_dict())))
+    last = hist["epochs"][-1]["epoch"]
+    assert hist["best_epoch"] == last - 3 and len(states) == last + 1   # stopped early
+    best, final = states[hist["best_epoch"]], states[-1]
+    assert not all(torch.equal(v, final[k]) for k, v in best.items())
+    assert all(torch.equal(v, best[k]) for k, v in model.state_dict().items())
+    y_true, y_pred = predict_labelled(model, xv, yv)
+    assert macro_f1(confusion_matrix(y_true, y_pred, 3)) == pytest.approx(hist["best_f1"])
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+FEATURES = ["B2", "B3", "B4"]
+
+
+def _saved(tmp_path):
+    torch.manual_seed(0)
+    kwargs = dict(SMALL, dropout=0.3)
+    model = build_model("tempcnn", 3, 4, 2, **kwargs)
+    model.train()
+    model(torch.randn(8, 3, 4, 3, 3))          # move BN running stats away from defaults
+    model.eval()
+    path = str(tmp_path / "m.pt")
+    save_checkpoint(path, model, "tempcnn", kwargs, norm_mean=np.arange(3.0),
+                    norm_std=np.ones(3), class_codes=[1, 11], class_names=["Built up", "Water"],
+                    feature_names=FEATURES, extra={"best_f1": 0.9, "split": [1, 2]})
+    return model, path
+
+
+def test_checkpoint_round_trip(tmp_path):
+    model, path = _saved(tmp_path)
+    raw = torch.load(path, weights_only=True)                # plain types + tensors only
+    assert raw["model_name"] == "tempcnn"
+    loaded, meta = load_checkpoint(path, n_features=3, n_dates=4, feature_names=FEATURES)
+    x = torch.randn(2, 3, 4, 5, 6)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))
+    assert not loaded.training
+    assert meta["class_codes"] == [1, 11] and meta["class_names"] == ["Built up", "Water"]
+    np.testing.assert_array_equal(meta["norm_mean"], [0, 1, 2])
+    assert meta["extra"] == {"best_f1": 0.9, "split": [1, 2]}
+    assert "state_dict" not in meta
+    assert [p.name for p in tmp_path.iterdir()] == ["m.pt"]   # no temp file left
+
+
+def test_checkpoint_mismatch_is_refused(tmp_path):
+    _, path = _saved(tmp_path)
+    with pytest.raises(ValueError, match="n_features=3 but the data has 4"):
+        load_checkpoint(path, n_features=4)
+    with pytest.raises(ValueError, match="n_dates=4 but the data has 5"):
+        load_checkpoint(path, n_dates=5)
+    with pytest.raises(ValueError, match="feature_names"):
+        load_checkpoint(path, feature_names=["B2", "B4", "B3"])
+
+    raw = torch.load(path, weights_only=True)
+    bad = dict(raw, model_kwargs=dict(raw["model_kwargs"], hidden=17))
+    torch.save(bad, tmp_path / "bad.pt")
+    with pytest.raises(ValueError, match="state_dict does not fit"):
+        load_checkpoint(str(tmp_path / "bad.pt"))
+
+    bad = dict(raw, model_name="cnn2d")
+    torch.save(bad, tmp_path / "bad2.pt")
+    with pytest.raises(ValueError, match="state_dict does not fit"):
+        load_checkpoint(str(tmp_path / "bad2.pt"))
+
+    missing = {k: v for k, v in raw.items() if k != "class_codes"}
+    torch.save(missing, tmp_path / "missing.pt")
+    with pytest.raises(ValueError, match="missing keys.*class_codes"):
+        load_checkpoint(str(tmp_path / "missing.pt"))
+
+    torch.save({"weights": torch.zeros(3)}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="not a sits_ref checkpoint"):
+        load_checkpoint(str(tmp_path / "other.pt"))
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint at all")
+    with pytest.raises(ValueError, match="not a sits_ref checkpoint"):
+        load_checkpoint(str(tmp_path / "junk.pt"))
+
+
+def test_save_checkpoint_validates_inputs(tmp_path):
+    model = build_model("tempcnn", 3, 4, 2, **SMALL)
+    args = dict(norm_mean=np.zeros(3), norm_std=np.ones(3), class_codes=[1, 2],
+                class_names=["a", "b"], feature_names=FEATURES)
+    with pytest.raises(TypeError, match="not a plain type"):
+        save_checkpoint(str(tmp_path / "x.pt"), model, "tempcnn", SMALL,
+                        **args, extra={"a": np.zeros(2)})
+    with pytest.raises(ValueError, match="feature names"):
+        save_checkpoint(str(tmp_path / "x.pt"), model, "tempcnn", SMALL,
+                        **dict(args, feature_names=["B2"]))
+    assert not any(tmp_path.iterdir())
