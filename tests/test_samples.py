@@ -83,3 +83,19 @@ def test_normalizer_by_hand():
     assert norm.std == pytest.approx([np.sqrt(5), 1.0])
     assert norm(x)[0, 0, 0] == pytest.approx(-3 / np.sqrt(5))
     assert norm(x)[:, 1].max() == 0
+
+
+def test_polygon_inside_an_earlier_patch_gets_no_patch_of_its_own(tiny_dataset):
+    ds = load_dataset(tiny_dataset)
+    builder = SampleBuilder(ds, ds.polygons("train"))
+    # 8 x 8 windows: polygon 0 (rows/cols 1-4) gets window (0, 0); polygon 1 (rows
+    # 10-14, cols 2-6) does not fit in it and gets its own window
+    assert builder.patches([0, 1], size=8, margin=0).windows.tolist() == \
+        [[0, 0, 8, 8], [8, 0, 8, 8]]
+    # 20 x 24 windows hold the whole grid: polygon 1 (its window starts at column 2)
+    # lies in polygon 0's window with a margin of 2, so one patch labels both
+    one = builder.patches([0, 1], size=32, margin=2)
+    assert len(one.windows) == 1
+    assert (one.y[0] != UNLABELLED).sum() == 16 + 25
+    # with a margin of 3 it does not fit: each polygon keeps its own window
+    assert len(builder.patches([0, 1], size=32, margin=3).windows) == 2

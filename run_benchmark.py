@@ -1,0 +1,113 @@
+"""Run the paper's benchmark (Table 4) on a dataset manifest; default: the bundled sample.
+
+    python run_benchmark.py                      # 6 models x 5 runs on data_sample/
+    python run_benchmark.py --quick              # smoke run: 1 run, 2 epochs, 10 trees
+    python run_benchmark.py --data my/manifest.json --models tempcnn cnn3d --runs 3
+
+Writes OUT/results.json, OUT/table.md, OUT/confusion/*.csv, OUT/maps/*.tif (class map
+and confidence per model) and OUT/runs/* (one JSON and checkpoint per finished run;
+``--resume`` skips those after an interruption).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import warnings
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+MODEL_CHOICES = ("tempcnn", "cnn3d", "cnn2d", "spatiotempcnn", "rf_ctx", "rf_base")
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """Bad arguments: one clear line and exit status 2, no usage dump."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = OneLineParser(prog="run_benchmark.py", description=__doc__.split("\n")[0])
+    p.add_argument("--data", default=os.path.join(HERE, "data_sample", "manifest.json"),
+                   help="dataset manifest (default: the bundled sample)")
+    p.add_argument("--models", nargs="+", choices=MODEL_CHOICES, default=list(MODEL_CHOICES),
+                   metavar="MODEL", help=f"subset of {', '.join(MODEL_CHOICES)}")
+    p.add_argument("--runs", type=positive, default=5, help="trainings per model (5)")
+    p.add_argument("--epochs", type=positive, default=20, help="maximum epochs (20)")
+    p.add_argument("--patience", type=positive, default=5, help="early-stopping patience (5)")
+    p.add_argument("--seed", type=int, default=0, help="split and first run seed (0)")
+    p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    p.add_argument("--out", default="results", help="output folder (results)")
+    p.add_argument("--quick", action="store_true",
+                   help="smoke run: 1 run, 2 epochs, 10 trees")
+    p.add_argument("--resume", action="store_true",
+                   help="skip runs already finished in --out")
+    args = p.parse_args(argv)
+    if args.device.startswith("cuda"):
+        import torch
+        if not torch.cuda.is_available():
+            p.error("--device cuda: no CUDA device is available")
+    elif args.device != "cpu":
+        p.error(f"--device must be cpu or cuda, got {args.device!r}")
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    from sits_ref.benchmark import Benchmark, Options, write_json
+    from sits_ref.dataset import DatasetError, load_dataset
+    from sits_ref.report import table_rows, to_markdown, to_text, write_confusions, write_text
+
+    opts = Options(data=os.path.abspath(args.data), out=args.out, models=args.models,
+                   runs=args.runs, epochs=args.epochs, patience=args.patience,
+                   seed=args.seed, device=args.device, resume=args.resume)
+    if args.quick:
+        opts.runs, opts.epochs, opts.n_trees = 1, 2, 10
+    start = time.perf_counter()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            warnings.showwarning = lambda msg, *a, **k: print(f"warning: {msg}")
+            dataset = load_dataset(opts.data)
+            print(f"dataset {dataset.name}: {len(dataset.dates)} dates x "
+                  f"{len(dataset.feature_names)} features, {dataset.height} x "
+                  f"{dataset.width} px, EPSG:{dataset.georef.epsg}, "
+                  f"{len(dataset.classes)} classes")
+            bench = Benchmark(dataset, opts)
+            results = bench.run_all()
+    except (DatasetError, ValueError, OSError) as exc:
+        print(f"run_benchmark.py: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted: finished runs are kept; rerun with --resume to continue",
+              file=sys.stderr)
+        return 130
+    splits = bench.exp.splits
+    rows = table_rows(results, dataset.class_names, splits)
+    wall = time.perf_counter() - start
+    write_json(os.path.join(opts.out, "results.json"), {
+        "schema": "sits_ref.results/1",
+        "dataset": {"name": dataset.name, "manifest": opts.data, "dates": dataset.dates,
+                    "features": dataset.feature_names, "height": dataset.height,
+                    "width": dataset.width, "epsg": dataset.georef.epsg,
+                    "classes": [{"code": c.code, "name": c.name} for c in dataset.classes]},
+        "options": vars(opts), "splits": splits, "wall_seconds": wall,
+        "models": results})
+    write_text(os.path.join(opts.out, "table.md"), to_markdown(rows))
+    write_confusions(opts.out, results, dataset.class_names, splits)
+    print("\n" + to_text(rows))
+    print(f"\nwall time {wall:.0f} s; results in {opts.out}/ (results.json, table.md, "
+          "confusion/, maps/)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

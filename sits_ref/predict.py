@@ -1,0 +1,265 @@
+"""Whole-scene inference, block by block, into georeferenced GeoTIFF maps.
+
+The scene is streamed in full-width row bands: each band (plus ``halo`` rows above
+and below) is read once, so a stripped GeoTIFF decodes each strip about once, and is
+cut into ``block``-wide column windows. Patch CNNs are fully convolutional: each
+window is classified with a halo of ``model.halo`` pixels (the spatial receptive
+radius) in one pass and the halo is cropped, so the blocked map equals the
+whole-image map (never a 32 x 32 window per pixel). Pixel models (TempCNN, the
+forest) take the window's pixels as one batch. Outputs are memory-mapped GeoTIFFs and
+the band height follows a memory budget (:func:`band_rows`), so memory is set by the
+scene width and the block size, not by the scene.
+
+Outputs, georeferenced exactly like the input: a uint8 class map (class codes, 0 =
+nodata, colour table and class names) and a float32 confidence map (the winning
+class probability).
+
+Command line (applies a checkpoint saved by :mod:`sits_ref.train` to a scene)::
+
+    python -m sits_ref.predict --model run/tempcnn.pt --data manifest.json --out map.tif
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+
+from .geotiff import create_geotiff
+from .indices import add_indices
+
+
+class TorchClassifier:
+    """A trained CNN plus its normalisation: features (T, F, h, w) -> probabilities.
+
+    Args:
+        model: a :mod:`sits_ref.models` network (input (N, F, T, h, w)).
+        mean, std: per-feature normalisation (F,), fitted on the training pixels.
+    """
+
+    def __init__(self, model: torch.nn.Module, mean, std, device: str = "cpu"):
+        self.model = model.to(device).eval()
+        self.halo = int(getattr(model, "halo", 0))
+        self.device = device
+        self.mean = torch.as_tensor(np.asarray(mean, np.float32)).view(1, -1, 1, 1, 1)
+        self.std = torch.as_tensor(np.asarray(std, np.float32)).view(1, -1, 1, 1, 1)
+
+    @torch.inference_mode()
+    def proba(self, feats: np.ndarray) -> np.ndarray:
+        """(T, F, h, w) raw features -> (K, h, w) float32 class probabilities."""
+        x = torch.from_numpy(feats.transpose(1, 0, 2, 3).copy())[None]  # our own copy,
+        x = x.sub_(self.mean).div_(self.std).to(self.device)           # normalised in place
+        return torch.softmax(self.model(x)[0], dim=0).float().cpu().numpy()
+
+
+class ForestClassifier:
+    """A fitted :class:`sits_ref.forest.RandomForest` on per-pixel stacked features
+    (F * T values, feature-major), optionally with extra context features."""
+
+    halo = 0
+
+    def __init__(self, forest, context=None):
+        self.forest = forest
+        self.context = context
+
+    def proba(self, feats: np.ndarray, window=None) -> np.ndarray:
+        """(T, F, h, w) features -> (K, h, w) probabilities; ``window`` (row0, col0,
+        h, w) places them in the scene (needed with a context: one context tile)."""
+        t, f, h, w = feats.shape
+        x = feats.transpose(2, 3, 1, 0).reshape(h * w, f * t)
+        if self.context is not None:
+            x = np.concatenate([x, self.context.for_window(window)], axis=1)
+        return self.forest.predict_proba(x).T.reshape(-1, h, w).astype(np.float32)
+
+
+def blocks(height: int, width: int, block: int, rows: int | None = None):
+    """Row-major (row0, col0, h, w) windows tiling the grid: ``rows`` (default
+    ``block``) rows by ``block`` columns."""
+    rows = rows or block
+    for r in range(0, height, rows):
+        for c in range(0, width, block):
+            yield r, c, min(rows, height - r), min(block, width - c)
+
+
+def with_halo(window, halo: int, height: int, width: int):
+    """Window grown by ``halo`` pixels, clipped to the grid, and the offset of the
+    original window inside it."""
+    r, c, h, w = window
+    r0, c0 = max(r - halo, 0), max(c - halo, 0)
+    r1, c1 = min(r + h + halo, height), min(c + w + halo, width)
+    return (r0, c0, r1 - r0, c1 - c0), (r - r0, c - c0)
+
+
+# Bytes held per pixel and per (date, band) value while a full-width row band is read
+# by Dataset.read_bands: the raw int16 images and their stacked copy (2 + 2), the
+# float32 reflectances and their scaled copy (4 + 4); 4 remain held afterwards. The
+# features (bands + indices) are computed per column block, never for the whole band.
+READ_BYTES_PER_VALUE = 12
+READ_BUDGET_MB = 512   # default memory for reading one row band (not the model's)
+
+
+def band_rows(classifier, dataset, block: int, budget_mb: float = READ_BUDGET_MB) -> int:
+    """Height of the full-width row bands: at most ``block``, and small enough that
+    reading a band (its rows + 2 halo rows, full width) takes about ``budget_mb``.
+
+    For a 10980-wide tile of 11 dates x 10 bands a band row costs ~14.5 MB, so the
+    default budget gives 37-row bands (31 + 2 x 3 halo rows for the patch CNNs); peak
+    memory then depends on the width and on ``block`` (the model's working set),
+    never on the height of the scene. With an object-context forest the height also
+    divides the context tile (blocks must lie inside one tile): 32 rows.
+    """
+    per_row = dataset.width * len(dataset.dates) * len(dataset.bands) * READ_BYTES_PER_VALUE
+    rows = int(budget_mb * 2 ** 20 // per_row) - 2 * classifier.halo
+    rows = max(1, min(block, rows))
+    tile = _context_tile(classifier)
+    if tile:
+        rows = max(d for d in range(1, rows + 1) if tile % d == 0)
+    return rows
+
+
+def _context_tile(classifier) -> int | None:
+    context = getattr(classifier, "context", None)
+    return None if context is None else int(context.tile)
+
+
+def _classify(classifier, feats, window) -> np.ndarray:
+    if isinstance(classifier, ForestClassifier):
+        return classifier.proba(feats, window)
+    return classifier.proba(feats)
+
+
+def classify_window(classifier, dataset, window) -> tuple[np.ndarray, np.ndarray]:
+    """Probabilities (K, h, w) and validity (h, w) of one window, halo handled
+    (reads the window on its own: for a single window, not for a whole scene)."""
+    grown, (dr, dc) = with_halo(window, classifier.halo, dataset.height, dataset.width)
+    feats, valid = dataset.read_features(grown)
+    proba = _classify(classifier, feats, grown)
+    h, w = window[2], window[3]
+    return proba[:, dr:dr + h, dc:dc + w], valid[dr:dr + h, dc:dc + w]
+
+
+def classify_band(classifier, dataset, row0: int, rows: int, block: int):
+    """Probabilities (K, rows, W) and validity (rows, W) of the full-width band of
+    ``rows`` rows starting at ``row0``.
+
+    The band is read once with ``halo`` rows above and below (clipped to the image):
+    stripped GeoTIFFs (full-width strips, as Theia's and ours) then decode every
+    strip about once per scene, instead of once per block. Column blocks of ``block``
+    pixels are classified inside it, each with its halo columns, and cropped; their
+    features (as :meth:`Dataset.read_features`: bands + indices) are computed block
+    by block, which keeps the band in memory as reflectances only.
+    """
+    halo = classifier.halo
+    (r0, _, h, _), (dr, _) = with_halo((row0, 0, rows, dataset.width), halo,
+                                       dataset.height, dataset.width)
+    bands, valid = dataset.read_bands((r0, 0, h, dataset.width))
+    proba = None
+    for _, c, _, w in blocks(rows, dataset.width, block, rows):
+        (_, c0, _, gw), (_, dc) = with_halo((0, c, rows, w), halo, h, dataset.width)
+        feats = add_indices(bands[..., c0:c0 + gw], dataset.bands, axis=1)
+        part = _classify(classifier, feats, (r0, c0, h, gw))
+        if proba is None:
+            proba = np.empty((part.shape[0], rows, dataset.width), np.float32)
+        proba[:, :, c:c + w] = part[:, dr:dr + rows, dc:dc + w]
+    return proba, valid[dr:dr + rows]
+
+
+def predict_scene(classifier, dataset, out_map, out_confidence=None, block: int = 256,
+                  log=print, budget_mb: float = READ_BUDGET_MB) -> float:
+    """Classify the whole scene; returns the wall time in seconds.
+
+    The scene is streamed in full-width row bands (see :func:`band_rows` and
+    :func:`classify_band`); the model sees ``rows`` x ``block`` windows plus halo.
+    ``out_map`` gets class codes (uint8, 0 = nodata) with the dataset's colour table
+    and class names; ``out_confidence`` (optional) the winning probability (float32).
+    Both appear only when complete (written under a temporary name, then renamed).
+    """
+    tile = _context_tile(classifier)
+    if tile and tile % block:
+        raise ValueError(f"block {block} must divide the {tile}-pixel context tile")
+    rows = band_rows(classifier, dataset, block, budget_mb)
+    codes = np.concatenate([[0], dataset.class_codes]).astype(np.uint8)
+    colors = {c.code: c.color for c in dataset.classes}
+    names = {f"CLASS_{c.code}": c.name for c in dataset.classes}
+    starts = range(0, dataset.height, rows)
+    start = time.perf_counter()
+    with create_geotiff(out_map, dataset.height, dataset.width, np.uint8, dataset.georef,
+                        nodata=0, colormap=colors, metadata=names) as classes, \
+            _optional_confidence(out_confidence, dataset) as confidence:
+        for k, r in enumerate(starts, 1):
+            h = min(rows, dataset.height - r)
+            proba, valid = classify_band(classifier, dataset, r, h, block)
+            classes[r:r + h] = np.where(valid, codes[1 + proba.argmax(0)], 0)
+            if confidence is not None:
+                confidence[r:r + h] = np.where(valid, proba.max(0), 0)
+            elapsed = time.perf_counter() - start
+            if log and (k == len(starts) or k % max(1, len(starts) // 10) == 0):
+                log(f"  inference rows {r + h}/{dataset.height}  {elapsed:.1f} s  "
+                    f"ETA {elapsed / k * (len(starts) - k):.0f} s")
+    return time.perf_counter() - start
+
+
+class _NoFile:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _optional_confidence(path, dataset):
+    if path is None:
+        return _NoFile()
+    return create_geotiff(path, dataset.height, dataset.width, np.float32, dataset.georef,
+                          metadata={"DESCRIPTION": "probability of the predicted class"})
+
+
+def main(argv=None) -> int:
+    from .dataset import DatasetError, load_dataset
+    from .train import load_checkpoint
+
+    parser = argparse.ArgumentParser(
+        prog="python -m sits_ref.predict",
+        description="Apply a saved sits_ref CNN checkpoint to a scene described by a "
+                    "dataset manifest; write a class map and a confidence map.")
+    parser.add_argument("--model", required=True, help="checkpoint (.pt) from training")
+    parser.add_argument("--data", required=True, help="dataset manifest (JSON)")
+    parser.add_argument("--out", required=True, help="output class map GeoTIFF")
+    parser.add_argument("--confidence", help="output confidence GeoTIFF (default: "
+                                             "OUT with _confidence before .tif)")
+    parser.add_argument("--block", type=int, default=256,
+                        help="model window width (and at most height) in pixels")
+    parser.add_argument("--memory", type=float, default=READ_BUDGET_MB,
+                        help="memory for reading one full-width row band, in MiB "
+                             "(sets the band height)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    args = parser.parse_args(argv)
+    try:
+        dataset = load_dataset(args.data)
+        model, meta = load_checkpoint(args.model, feature_names=dataset.feature_names,
+                                      n_dates=len(dataset.dates))
+        if list(meta["class_codes"]) != dataset.class_codes:
+            raise ValueError(f"{args.model}: trained for classes {meta['class_codes']}, "
+                             f"dataset has {dataset.class_codes}")
+        if args.block < 1 or args.memory <= 0:
+            raise ValueError(f"--block and --memory must be positive, got {args.block}, "
+                             f"{args.memory}")
+        if args.device.startswith("cuda") and not torch.cuda.is_available():
+            raise ValueError("--device cuda: no CUDA device available")
+    except (DatasetError, ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    conf = args.confidence or os.path.splitext(args.out)[0] + "_confidence.tif"
+    classifier = TorchClassifier(model, meta["norm_mean"], meta["norm_std"], args.device)
+    seconds = predict_scene(classifier, dataset, args.out, conf, block=args.block,
+                            budget_mb=args.memory)
+    print(f"wrote {args.out} and {conf} ({dataset.height} x {dataset.width} px, "
+          f"{seconds:.1f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,288 @@
+"""Dev-only benchmark: whole-scene inference speed and memory, against the FLOP bound.
+
+Run from the repository root (2 torch threads, as on the reference 2-core machine):
+
+    python tests/benchmarks/bench_inference.py [--block 512] [--rows 1024]
+        [--rows-3d 192] [--width 10980] [--workdir /tmp/sits_bench] [--skip-e2e]
+
+Prints:
+
+(a) the measured torch matmul rate: large fp32 matmuls (2048^2 and 4096^2), best of 5,
+    in GFLOP/s (2 n^3 FLOPs per n x n product);
+(b) for TempCNN, 2D-CNN, 3D-CNN and SpatioTempCNN (13 features x 11 dates x 8 classes,
+    random init, eval mode): FLOPs per pixel, model-only throughput on one
+    ``block`` x ``block`` window (+ halo, whose extra work is charged to the model),
+    the FLOP-bound throughput (matmul rate / FLOPs per pixel), their ratio and the
+    time extrapolated to a 10980 x 10980 tile; and the Random Forest (100 trees
+    fitted on the labelled pixels of ``data_sample``) in px/s on the same block;
+(c) end to end ``predict_scene`` (read, features, model, write) on a synthetic wide
+    scene (11 GeoTIFFs of 10 int16 bands, ``rows`` x ``width``, strips of 16 rows,
+    deflate, as our writer and Theia write them) and on a half-height one, each
+    model in a fresh subprocess: seconds, px/s and peak memory (VmHWM).
+
+FLOPs are counted analytically with forward hooks on a small block: every Conv1d/2d/3d
+and Linear layer counts 2 x (outputs x inputs per output), i.e. 2 x multiply-adds,
+padding included ('same' zero padding computes the full kernel at the borders);
+BatchNorm, ReLU, softmax and the normalisation are not counted (they are the memory
+bound part that the bound leaves out). Per pixel = total / (block pixels).
+
+Targets (issue): TempCNN and 2D-CNN >= 50k px/s end to end and within 1.3x of the FLOP
+bound (model only); peak memory <= 1.5 GiB for TempCNN, 2D-CNN and the forest, <= 3 GiB
+for the 3D models, whatever the scene size.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pickle
+import subprocess
+import sys
+import time
+
+import numpy as np
+import torch
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
+sys.path.insert(0, ROOT)
+from sits_ref.models import build_model  # noqa: E402
+
+C, T, K = 13, 11, 8
+TILE = 10980
+BANDS = ["B2", "B3", "B4", "B8", "B5", "B6", "B7", "B8A", "B11", "B12"]
+NAMES = {"tempcnn": "TempCNN", "cnn2d": "2D-CNN", "cnn3d": "3D-CNN",
+         "spatiotempcnn": "SpatioTempCNN", "forest": "RF (100 trees)"}
+BUDGET_GIB = {"tempcnn": 1.5, "cnn2d": 1.5, "forest": 1.5, "cnn3d": 3.0, "spatiotempcnn": 3.0}
+FAST = ("tempcnn", "cnn2d")          # the models with the speed targets
+
+
+def peak_mib() -> float:
+    """Peak resident memory of this process (VmHWM), MiB."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def best_time(fn, repeat=3) -> float:
+    fn()                                           # warm-up (allocations, kernels)
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
+# ----------------------------------------------------------------------- (a) matmul rate
+def matmul_gflops() -> float:
+    rates = []
+    for n in (2048, 4096):
+        a, b = torch.randn(n, n), torch.randn(n, n)
+        rates.append(2 * n ** 3 / best_time(lambda: a @ b, 5) / 1e9)
+    return max(rates)
+
+
+# ----------------------------------------------------------------------- (b) model only
+def flops_per_pixel(model, size=16) -> float:
+    """2 x multiply-adds of every conv/linear layer per output pixel (forward hooks)."""
+    total = [0]
+
+    def hook(mod, inp, out):
+        if isinstance(mod, torch.nn.Linear):
+            total[0] += 2 * out.numel() * mod.in_features
+        else:   # ConvNd: each output value takes (in / groups) x kernel volume MACs
+            kernel = int(np.prod(mod.kernel_size))
+            total[0] += 2 * out.numel() * mod.in_channels // mod.groups * kernel
+
+    layers = (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)
+    handles = [m.register_forward_hook(hook) for m in model.modules()
+               if isinstance(m, layers)]
+    model.train()       # the eval path calls the folded weights, not the modules
+    with torch.no_grad():
+        model(torch.randn(1, C, T, size, size))
+    model.eval()
+    for h in handles:
+        h.remove()
+    return total[0] / size ** 2
+
+
+def model_throughput(name, block) -> dict:
+    torch.manual_seed(0)
+    model = build_model(name, C, T, K).eval()
+    halo = model.halo
+    x = torch.randn(1, C, T, block + 2 * halo, block + 2 * halo)
+    with torch.inference_mode():
+        seconds = best_time(lambda: model(x))
+    return {"flops": flops_per_pixel(model), "px_s": block ** 2 / seconds}
+
+
+def sample_forest(n_trees=100, seed=0):
+    """RandomForest fitted on the labelled training pixels of data_sample."""
+    from sits_ref.dataset import load_dataset
+    from sits_ref.forest import RandomForest
+    from sits_ref.samples import SampleBuilder
+    ds = load_dataset(os.path.join(ROOT, "data_sample", "manifest.json"))
+    polygons = ds.polygons("train")
+    pix = SampleBuilder(ds, polygons).pixels(np.arange(len(polygons)))
+    X = pix.x.reshape(len(pix.x), -1)              # (N, F * T), F-major like inference
+    t = time.perf_counter()
+    forest = RandomForest(n_trees=n_trees, random_state=seed).fit(X, pix.y)
+    return forest, X, time.perf_counter() - t
+
+
+def forest_throughput(forest, X, block) -> float:
+    rng = np.random.default_rng(0)
+    rows = X[rng.integers(0, len(X), block * block)]
+    rows += rng.normal(0, 0.01, rows.shape).astype(np.float32)
+    return block ** 2 / best_time(lambda: forest.predict_proba(rows), 1)
+
+
+# ----------------------------------------------------------------------- (c) end to end
+def write_scene(folder, rows, width, seed=0) -> str:
+    """Synthetic scene: 25-px fields of 8 classes with per-class spectra per date."""
+    from sits_ref.geotiff import GeoRef, write_geotiff
+    manifest = os.path.join(folder, "manifest.json")
+    if os.path.exists(manifest):
+        return manifest
+    os.makedirs(folder, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    cell = 25
+    fields = rng.integers(0, K, (rows // cell + 1, width // cell + 1))
+    cls = np.repeat(np.repeat(fields, cell, 0), cell, 1)[:rows, :width]
+    georef = GeoRef((300000.0, 10.0, 0.0, 4900020.0, 0.0, -10.0), 32631, -10000)
+    images, dates = [], []
+    for t in range(T):
+        spectra = rng.integers(300, 4500, (K, len(BANDS))).astype(np.int16)
+        cube = np.empty((len(BANDS), rows, width), np.int16)
+        for b in range(len(BANDS)):
+            cube[b] = spectra[cls, b] + rng.integers(-60, 60, (rows, width), dtype=np.int16)
+        cube[:, :, :3] = -10000                      # a nodata strip on the west edge
+        name = f"S2_{t:02d}.tif"
+        write_geotiff(os.path.join(folder, name), cube, georef, nodata=-10000)
+        images.append(name)
+        dates.append(f"2018-{t + 1:02d}-15")
+    doc = {"name": f"synthetic {rows}x{width}", "images": images, "dates": dates,
+           "bands": BANDS, "scale": 0.0001, "train_polygons": "none.shp",
+           "class_field": "code",
+           "classes": [{"code": k + 1, "name": f"class {k + 1}"} for k in range(K)]}
+    with open(manifest, "w") as f:
+        json.dump(doc, f)
+    return manifest
+
+
+def child(name, manifest, block, forest_path) -> None:
+    """One end-to-end run in this (fresh) process; prints a JSON line."""
+    from sits_ref.dataset import load_dataset
+    from sits_ref.predict import ForestClassifier, TorchClassifier, predict_scene
+    torch.set_num_threads(2)
+    ds = load_dataset(manifest)
+    if name == "forest":
+        with open(forest_path, "rb") as f:
+            clf = ForestClassifier(pickle.load(f))
+    else:
+        torch.manual_seed(0)
+        model = build_model(name, C, T, K)
+        clf = TorchClassifier(model, np.full(C, 0.2, np.float32), np.full(C, 0.1, np.float32))
+    base = peak_mib()
+    out = os.path.join(os.path.dirname(manifest), f"map_{name}.tif")
+    seconds = predict_scene(clf, ds, out, out.replace(".tif", "_conf.tif"), block=block,
+                            log=None)
+    print(json.dumps({"seconds": seconds, "px_s": ds.height * ds.width / seconds,
+                      "peak_mib": peak_mib(), "base_mib": base}))
+
+
+def run_child(name, manifest, block, forest_path) -> dict:
+    cmd = [sys.executable, os.path.abspath(__file__), "--child", name, manifest,
+           str(block), forest_path]
+    res = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+# ----------------------------------------------------------------------- main
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--block", type=int, default=512, help="model-only block side")
+    ap.add_argument("--e2e-block", type=int, default=256, help="predict_scene block")
+    ap.add_argument("--rows", type=int, default=512, help="end-to-end scene rows")
+    ap.add_argument("--rows-3d", type=int, default=192, help="rows for the 3D models")
+    ap.add_argument("--width", type=int, default=TILE, help="end-to-end scene width")
+    ap.add_argument("--workdir", default="/tmp/sits_bench_inference")
+    ap.add_argument("--models", default="tempcnn,cnn2d,cnn3d,spatiotempcnn,forest")
+    ap.add_argument("--skip-e2e", action="store_true")
+    ap.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        name, manifest, block, forest_path = args.child
+        return child(name, manifest, int(block), forest_path)
+    torch.set_num_threads(2)
+    models = args.models.split(",")
+
+    print("load average before (other processes share the cores): "
+          + " ".join(f"{v:.2f}" for v in os.getloadavg()))
+    rate = matmul_gflops()
+    print(f"(a) torch fp32 matmul, 2 threads: {rate:.0f} GFLOP/s (best of 5, n=2048/4096)")
+
+    print(f"\n(b) model only, one {args.block}x{args.block} block (+ halo), "
+          f"{C} features x {T} dates x {K} classes, eval mode")
+    print(f"{'model':<15}{'MFLOP/px':>9}{'px/s':>10}{'bound px/s':>12}{'bound/meas':>11}"
+          f"{'tile (min)':>11}")
+    checks = []
+    for name in [m for m in models if m != "forest"]:
+        r = model_throughput(name, args.block)
+        bound = rate * 1e9 / r["flops"]
+        ratio = bound / r["px_s"]
+        print(f"{NAMES[name]:<15}{r['flops'] / 1e6:>9.2f}{r['px_s']:>10.0f}{bound:>12.0f}"
+              f"{ratio:>11.2f}{TILE ** 2 / r['px_s'] / 60:>11.1f}")
+        if name in FAST:
+            checks.append((f"{NAMES[name]} model within 1.3x of FLOP bound ({ratio:.2f}x)",
+                           ratio <= 1.3))
+    forest_path = os.path.join(args.workdir, "forest.pkl")
+    if "forest" in models:
+        forest, X, fit_s = sample_forest()
+        px_s = forest_throughput(forest, X, args.block)
+        depth = max(t.depth.max() for t in forest.estimators_) \
+            if hasattr(forest.estimators_[0], "depth") else "?"
+        print(f"{NAMES['forest']:<15}{'-':>9}{px_s:>10.0f}{'-':>12}{'-':>11}"
+              f"{TILE ** 2 / px_s / 60:>11.1f}   (fitted in {fit_s:.0f} s on {len(X)} "
+              f"sample pixels, max depth {depth})")
+        os.makedirs(args.workdir, exist_ok=True)
+        with open(forest_path, "wb") as f:
+            pickle.dump(forest, f)
+
+    if not args.skip_e2e:
+        print(f"\n(c) end to end predict_scene (block {args.e2e_block}, default memory "
+              f"budget), fresh process per model, scene width {args.width}")
+        print(f"{'model':<15}{'rows':>6}{'seconds':>9}{'px/s':>9}{'tile (min)':>11}"
+              f"{'peak MiB':>10}{'(torch+model)':>14}")
+        for name in models:
+            rows = args.rows_3d if BUDGET_GIB[name] > 1.5 else args.rows
+            peaks = []
+            for h in (rows // 2, rows):
+                folder = os.path.join(args.workdir, f"scene_{h}x{args.width}")
+                t = time.perf_counter()
+                manifest = write_scene(folder, h, args.width)
+                if time.perf_counter() - t > 1:
+                    print(f"  (wrote {folder} in {time.perf_counter() - t:.0f} s)")
+                r = run_child(name, manifest, args.e2e_block, forest_path)
+                peaks.append(r["peak_mib"])
+                print(f"{NAMES[name]:<15}{h:>6}{r['seconds']:>9.1f}{r['px_s']:>9.0f}"
+                      f"{TILE ** 2 / r['px_s'] / 60:>11.1f}{r['peak_mib']:>10.0f}"
+                      f"{r['base_mib']:>14.0f}")
+            budget = BUDGET_GIB[name] * 1024
+            checks.append((f"{NAMES[name]} peak memory {max(peaks):.0f} MiB <= {budget:.0f} "
+                           f"MiB (half/full height {peaks[0]:.0f}/{peaks[1]:.0f})",
+                           max(peaks) <= budget))
+            if name in FAST:
+                checks.append((f"{NAMES[name]} end to end >= 50k px/s ({r['px_s']:.0f}; "
+                               f"tile in {TILE ** 2 / r['px_s'] / 60:.0f} min < 40)",
+                               r["px_s"] >= 50_000))
+    print("load average after: " + " ".join(f"{v:.2f}" for v in os.getloadavg()))
+    print("\ntargets:")
+    for text, ok in checks:
+        print(f"  [{'PASS' if ok else 'FAIL'}] {text}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,126 @@
+"""run_benchmark.py end to end: --quick on the sample, resume, bad input."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import run_benchmark
+from sits_ref.benchmark import Benchmark
+from sits_ref.dataset import load_dataset
+from sits_ref.geotiff import read_info, read_window
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SAMPLE = os.path.join(ROOT, "data_sample", "manifest.json")
+ALL = ["tempcnn", "cnn3d", "cnn2d", "spatiotempcnn", "rf_ctx", "rf_base"]
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("quick")
+    assert run_benchmark.main(["--quick", "--out", str(out)]) == 0
+    with open(out / "results.json") as f:
+        return out, json.load(f)
+
+
+@pytest.mark.slow
+def test_quick_run_writes_every_output(quick_run):
+    out, results = quick_run
+    assert results["schema"] == "sits_ref.results/1"
+    assert list(results["models"]) == ALL and results["splits"] == ["val", "test"]
+    assert (out / "table.md").read_text().startswith("| Class name | TempCNN | 3D-CNN |")
+    for name in ALL:
+        for split in ("val", "test"):
+            assert (out / "confusion" / f"{name}_{split}.csv").exists()
+        assert (out / "runs" / f"{name}_run0.json").exists()
+
+
+@pytest.mark.slow
+def test_quick_run_schema_and_scores_beat_chance(quick_run):
+    _, results = quick_run
+    n_classes = len(results["dataset"]["classes"])
+    for name, model in results["models"].items():
+        run = model["runs"][model["best_run"]]
+        for split in ("val", "test"):
+            ev = run[split]
+            cm = np.array(ev["confusion_matrix"])
+            assert cm.shape == (n_classes, n_classes) and cm.sum() == ev["n_pixels"]
+            assert len(ev["f1"]) == n_classes
+            assert 0 <= ev["kappa"] <= 1 and 0 <= ev["overall_accuracy"] <= 1
+        # chance macro-F1 with 8 classes is ~0.125; two epochs already beat it clearly
+        assert run["val"]["macro_f1"] > 0.3, name
+        assert model["inference_seconds"] > 0
+
+
+@pytest.mark.slow
+def test_quick_run_maps_are_georeferenced_like_the_input(quick_run):
+    out, results = quick_run
+    ds = load_dataset(SAMPLE)
+    for name, model in results["models"].items():
+        info = read_info(out / model["map"])
+        assert info.georef.transform == ds.georef.transform
+        assert info.georef.epsg == ds.georef.epsg == 32631
+        assert (info.height, info.width, info.dtype) == (ds.height, ds.width, np.uint8)
+        codes = np.unique(read_window(out / model["map"]))
+        assert set(codes) <= set(ds.class_codes) | {0}
+        conf = read_info(out / model["confidence"])
+        assert conf.georef.transform == ds.georef.transform and conf.dtype == np.float32
+
+
+def test_resume_skips_finished_runs(tmp_path, monkeypatch, capsys):
+    args = ["--models", "tempcnn", "rf_base", "--runs", "2", "--epochs", "2",
+            "--out", str(tmp_path)]
+    calls = []
+    original = Benchmark.run_one
+
+    def crash_on_third(self, name, run):
+        calls.append((name, run))
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return original(self, name, run)
+
+    monkeypatch.setattr(Benchmark, "run_one", crash_on_third)
+    assert run_benchmark.main(args) == 130
+    assert "rerun with --resume" in capsys.readouterr().err
+    finished = json.loads((tmp_path / "runs" / "tempcnn_run1.json").read_text())
+    assert not (tmp_path / "runs" / "rf_base_run0.json").exists()
+
+    calls.clear()
+    assert run_benchmark.main(args + ["--resume"]) == 0
+    assert calls == [("rf_base", 0), ("rf_base", 1)]  # TempCNN runs were not redone
+    assert "finished earlier, skipped (--resume)" in capsys.readouterr().out
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["models"]["tempcnn"]["runs"][1] == finished
+
+
+def test_resume_with_other_settings_is_refused(tmp_path, capsys):
+    args = ["--models", "rf_base", "--runs", "1", "--quick", "--out", str(tmp_path)]
+    assert run_benchmark.main(args) == 0
+    assert run_benchmark.main(args + ["--resume", "--seed", "3"]) == 2
+    assert "--resume with different settings" in capsys.readouterr().err
+
+
+def test_dataset_without_test_polygons_reports_validation_only(tiny_dataset, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert run_benchmark.main(["--data", str(tiny_dataset), "--models", "tempcnn", "rf_base",
+                               "--quick", "--out", str(out)]) == 0
+    assert "no test polygons" in capsys.readouterr().out
+    results = json.loads((out / "results.json").read_text())
+    assert results["splits"] == ["val"]
+    assert "test" not in results["models"]["tempcnn"]["runs"][0]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--runs", "0"], "argument --runs: must be a positive integer, got 0"),
+    (["--models", "resnet"], "argument --models: invalid choice: 'resnet'"),
+    (["--device", "tpu"], "--device must be cpu or cuda"),
+    (["--data", "/nonexistent/manifest.json"], "manifest not found"),
+])
+def test_bad_arguments_exit_2_with_one_line(argv, message, tmp_path):
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "run_benchmark.py"), *argv,
+                           "--out", str(tmp_path)], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1

@@ -1,0 +1,260 @@
+"""Whole-scene inference: blocked = whole image, georeferenced outputs, the CLI."""
+import numpy as np
+import pytest
+import torch
+
+from sits_ref.dataset import load_dataset
+from sits_ref.forest import RandomForest
+from sits_ref.geotiff import read_info, read_window, write_geotiff
+from sits_ref.models import build_model
+from sits_ref.predict import (ForestClassifier, TorchClassifier, band_rows,
+                              classify_band, main, predict_scene)
+from sits_ref.train import save_checkpoint
+
+from conftest import TINY_GEOREF, edit_manifest
+
+NODATA_PIXELS = [(0, 0), (7, 13), (19, 23)]   # (row, col) made nodata on one date
+
+
+@pytest.fixture
+def scene(tiny_dataset):
+    """The 20 x 24 tiny dataset with textured (random) pixels and 3 nodata pixels."""
+    rng = np.random.default_rng(1)
+    for t, name in enumerate(["date0.tif", "date1.tif", "date2.tif"]):
+        cube = read_window(tiny_dataset.parent / name)
+        cube += rng.integers(-400, 400, cube.shape).astype(np.int16)
+        if t == 1:
+            for r, c in NODATA_PIXELS:
+                cube[2, r, c] = -10000
+        write_geotiff(tiny_dataset.parent / name, cube, TINY_GEOREF, nodata=-10000)
+    return load_dataset(tiny_dataset)
+
+
+def torch_classifier(name, ds):
+    torch.manual_seed(0)
+    model = build_model(name, len(ds.feature_names), len(ds.dates), len(ds.classes))
+    with torch.no_grad():               # non-trivial BatchNorm statistics
+        for m in model.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+    feats, _ = ds.read_features()
+    flat = feats.transpose(1, 0, 2, 3).reshape(feats.shape[1], -1)
+    return TorchClassifier(model, flat.mean(1), flat.std(1) + 1e-3)
+
+
+class TileContext:
+    """Stand-in for ObjectContext: 2 features from the pixel's grid position; refuses
+    windows that cross a ``tile`` square, as ObjectContext.for_window does."""
+
+    def __init__(self, tile=8):
+        self.tile = tile
+
+    def for_window(self, window, check=True):
+        r, c, h, w = window
+        if check and ((r + h - 1) // self.tile != r // self.tile
+                      or (c + w - 1) // self.tile != c // self.tile):
+            raise ValueError(f"window {window} crosses a tile")
+        rows, cols = np.mgrid[r:r + h, c:c + w]
+        return np.stack([rows % self.tile, cols // self.tile], -1).reshape(-1, 2) \
+            .astype(np.float32) * 0.1
+
+
+def forest_classifier(ds, context=None, n_context=0):
+    rng = np.random.default_rng(0)
+    n_feats = len(ds.feature_names) * len(ds.dates) + n_context
+    X = rng.uniform(-0.2, 0.6, (300, n_feats)).astype(np.float32)
+    y = (X[:, 2] + X[:, -1] > 0.4).astype(int)
+    forest = RandomForest(n_trees=5, min_samples_split=4, random_state=0).fit(X, y)
+    return ForestClassifier(forest, context)
+
+
+def whole_image_proba(clf, ds):
+    feats, valid = ds.read_features()
+    if isinstance(clf, ForestClassifier):
+        t, f, h, w = feats.shape
+        x = feats.transpose(2, 3, 1, 0).reshape(h * w, f * t)
+        if clf.context is not None:
+            ctx = (clf.context.for_window((0, 0, h, w), check=False)
+                   if isinstance(clf.context, TileContext)
+                   else clf.context.for_window((0, 0, h, w)))
+            x = np.concatenate([x, ctx], axis=1)
+        return clf.forest.predict_proba(x).T.reshape(-1, h, w), valid
+    return clf.proba(feats), valid
+
+
+def blocked_proba(clf, ds, block, budget_mb):
+    rows = band_rows(clf, ds, block, budget_mb)
+    parts = [classify_band(clf, ds, r, min(rows, ds.height - r), block)
+             for r in range(0, ds.height, rows)]
+    return np.concatenate([p for p, _ in parts], 1), np.concatenate([v for _, v in parts])
+
+
+def check_blocked_equals_whole(clf, ds, tmp_path, blocks_and_budgets):
+    whole, valid = whole_image_proba(clf, ds)
+    assert valid.sum() == valid.size - len(NODATA_PIXELS)
+    codes = np.array([0] + ds.class_codes)
+    expected = np.where(valid, codes[1 + whole.argmax(0)], 0)
+    for block, budget in blocks_and_budgets:
+        proba, v = blocked_proba(clf, ds, block, budget)
+        np.testing.assert_array_equal(v, valid)
+        np.testing.assert_allclose(proba, whole, atol=1e-5, err_msg=f"block {block}")
+        out, conf = tmp_path / f"map{block}.tif", tmp_path / f"conf{block}.tif"
+        seconds = predict_scene(clf, ds, out, conf, block=block, budget_mb=budget,
+                                log=None)
+        assert seconds >= 0
+        np.testing.assert_array_equal(read_window(out)[0], expected)
+        np.testing.assert_allclose(read_window(conf)[0], np.where(valid, whole.max(0), 0),
+                                   atol=1e-5)
+
+
+TINY_BUDGET = 1e-3   # MiB: forces 1-row bands (a 24-px row costs ~3 KiB)
+
+
+@pytest.mark.parametrize("name", ["tempcnn", "cnn2d", "cnn3d", "spatiotempcnn"])
+def test_blocked_cnn_inference_equals_whole_image(name, scene, tmp_path):
+    clf = torch_classifier(name, scene)
+    assert clf.halo == (0 if name == "tempcnn" else 3)
+    check_blocked_equals_whole(clf, scene, tmp_path,
+                               [(5, 384), (7, 384), (16, 384), (16, 0.02), (64, 384)])
+
+
+def test_band_height_follows_memory_budget(scene):
+    clf = torch_classifier("cnn2d", scene)
+    assert band_rows(clf, scene, 16) == 16                  # a narrow scene: block rows
+    per_row = scene.width * 3 * 4 * 12 / 2 ** 20            # MiB per band row
+    assert band_rows(clf, scene, 16, budget_mb=10 * per_row) == 10 - 2 * clf.halo
+    assert band_rows(clf, scene, 16, budget_mb=TINY_BUDGET) == 1
+
+
+def test_blocked_forest_equals_whole_image(scene, tmp_path):
+    check_blocked_equals_whole(forest_classifier(scene), scene, tmp_path,
+                               [(5, 384), (7, 384), (16, TINY_BUDGET)])
+
+
+def test_blocked_forest_with_context_stays_inside_context_tiles(scene, tmp_path):
+    clf = forest_classifier(scene, TileContext(tile=8), n_context=2)
+    check_blocked_equals_whole(clf, scene, tmp_path, [(4, 384), (8, 384), (2, 0.02)])
+    assert band_rows(clf, scene, 8, budget_mb=7 * scene.width * 144 / 2 ** 20) == 4
+    with pytest.raises(ValueError, match="divide"):
+        predict_scene(clf, scene, tmp_path / "m.tif", block=5, log=None)
+
+
+def test_blocked_forest_with_object_context(scene, tmp_path):
+    context = pytest.importorskip("sits_ref.context")
+    ctx = context.ObjectContext(scene, tile=16, object_size=3)
+    n_context = ctx.for_window((0, 0, 1, 1)).shape[1]
+    clf = forest_classifier(scene, ctx, n_context)
+    whole_map = tmp_path / "whole.tif"
+    blocked_map = tmp_path / "blocked.tif"
+    predict_scene(clf, scene, whole_map, block=16, log=None)
+    predict_scene(clf, scene, blocked_map, block=4, budget_mb=TINY_BUDGET, log=None)
+    np.testing.assert_array_equal(read_window(whole_map), read_window(blocked_map))
+
+
+def test_outputs_are_georeferenced_class_maps(scene, tmp_path):
+    clf = torch_classifier("tempcnn", scene)
+    out, conf = tmp_path / "map.tif", tmp_path / "conf.tif"
+    lines = []
+    predict_scene(clf, scene, out, conf, block=8, log=lines.append)
+    assert lines and "ETA" in lines[-1]
+    for path, dtype in ((out, np.uint8), (conf, np.float32)):
+        info = read_info(path)
+        assert info.georef.transform == scene.georef.transform
+        assert info.georef.epsg == scene.georef.epsg
+        assert (info.height, info.width, info.dtype) == (scene.height, scene.width, dtype)
+    assert read_info(out).georef == scene.georef.__class__(
+        scene.georef.transform, scene.georef.epsg, 0)          # nodata 0 in the map
+    classes = read_window(out)[0]
+    assert set(np.unique(classes)) <= {0, *scene.class_codes}
+    assert all(classes[r, c] == 0 for r, c in NODATA_PIXELS)
+    assert (classes > 0).sum() == classes.size - len(NODATA_PIXELS)
+    import tifffile
+    with tifffile.TiffFile(out) as tif:
+        cmap = tif.pages.first.colormap
+    assert cmap is not None
+    for c in scene.classes:
+        assert tuple(cmap[:, c.code] // 257) == c.color
+    assert not list(tmp_path.glob(".*partial"))
+
+
+@pytest.fixture
+def checkpoint(scene, tmp_path):
+    def save(name="ckpt.pt", n_features=None, n_dates=None):
+        nf = n_features or len(scene.feature_names)
+        nd = n_dates or len(scene.dates)
+        model = build_model("tempcnn", nf, nd, 2)
+        names = (scene.feature_names + [f"X{i}" for i in range(nf)])[:nf]
+        save_checkpoint(tmp_path / name, model, "tempcnn", {}, np.zeros(nf), np.ones(nf),
+                        scene.class_codes, scene.class_names, names)
+        return str(tmp_path / name)
+    return save
+
+
+def test_cli_writes_map_and_confidence(scene, checkpoint, tmp_path, capsys):
+    out = tmp_path / "out" / "map.tif"
+    out.parent.mkdir()
+    rc = main(["--model", checkpoint(), "--data", scene.manifest_path, "--out", str(out),
+               "--block", "8"])
+    assert rc == 0
+    assert out.exists() and (tmp_path / "out" / "map_confidence.tif").exists()
+    assert read_info(out).georef.transform == scene.georef.transform
+    assert "wrote" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("case", ["missing", "features", "dates", "manifest", "classes"])
+def test_cli_errors_return_2_with_one_line(case, scene, checkpoint, tmp_path, capsys):
+    ckpt = {"missing": str(tmp_path / "nope.pt"),
+            "features": checkpoint("f.pt", n_features=5),
+            "dates": checkpoint("d.pt", n_dates=4)}.get(case) or checkpoint()
+    data = scene.manifest_path
+    if case == "manifest":
+        data = str(tmp_path / "bad.json")
+        (tmp_path / "bad.json").write_text("{not json")
+    if case == "classes":
+        edit_manifest(tmp_path / "manifest.json",
+                      classes=[{"code": 5, "name": "a"}, {"code": 6, "name": "b"}])
+    rc = main(["--model", ckpt, "--data", data, "--out", str(tmp_path / "m.tif")])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert err.startswith("error:") and err.count("\n") == 1
+    assert not (tmp_path / "m.tif").exists()
+
+
+@pytest.mark.parametrize("name", ["tempcnn", "cnn2d", "cnn3d", "spatiotempcnn"])
+def test_fast_eval_path_equals_plain_layers(name):
+    """Eval mode folds BatchNorm and reorders layouts: same logits as running the
+    layers one by one (BatchNorm with its running statistics, dropout off)."""
+    torch.manual_seed(0)
+    m = build_model(name, 5, 4, 3)
+    with torch.no_grad():
+        for mod in m.modules():
+            if isinstance(mod, torch.nn.modules.batchnorm._BatchNorm):
+                mod.running_mean.uniform_(-0.5, 0.5)
+                mod.running_var.uniform_(0.5, 2.0)
+                mod.weight.uniform_(0.5, 1.5)
+                mod.bias.uniform_(-0.5, 0.5)
+    m.eval()
+
+    def plain(mod, x):
+        n, c, t, h, w = x.shape
+        if isinstance(mod, type(build_model("tempcnn", 1, 1, 2))):
+            s = x.permute(0, 3, 4, 1, 2).reshape(-1, c, t)
+            return mod.forward_pixels(s).view(n, h, w, -1).permute(0, 3, 1, 2)
+        if hasattr(mod, "temporal"):
+            return mod.alpha * plain(mod.temporal, x) + (1 - mod.alpha) * plain(mod.spatial, x)
+        if mod.convs[0][0].weight.dim() == 4:                   # 2D-CNN
+            return mod.head(mod.convs(x.reshape(n, c * t, h, w)))
+        z = mod.convs(x)
+        return mod.head(z.reshape(n, -1, h, w))
+
+    for shape in ((9, 7), (3, 11)):                  # tall and wide (3D: H, W swapped)
+        x = torch.randn(2, 5, 4, *shape)
+        where = torch.rand(2, *shape) > 0.5
+        with torch.no_grad():
+            expected = plain(m, x)
+            torch.testing.assert_close(m(x), expected, atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(m(x, where=where), expected.permute(0, 2, 3, 1)[where],
+                                       atol=1e-5, rtol=1e-5)
+    m.train()                                                   # training path untouched
+    assert m(x).requires_grad
