@@ -37,7 +37,8 @@ def test_matches_gdal(case, fixture):
 
 
 def parcel_shapes(lengths, first, delta, transform):
-    """Rebuild the parcel geometries; identical code in make_rasterize_fixture.py."""
+    """Rebuild the parcel geometries packed by make_rasterize_fixture.py (which imports
+    this function, so both sides share one decoder)."""
     n = lengths[lengths > 0].astype(np.int64)
     ring = np.repeat(np.arange(len(n)), n)
     steps = np.cumsum(delta.astype(np.int64), axis=0)

@@ -11,17 +11,21 @@ the input shapes and the raster GDAL burns from them with
   ``expected_<name>``: GDAL's output for it;
 * ``parcels_*``: ~10,000 random parcel-like polygons on a 2000 x 2000 grid,
   stored compactly as vertex coordinates in quarter pixels (see ``parcels``;
-  ``parcel_shapes`` here and in tests/test_rasterize.py rebuilds the
+  ``parcel_shapes`` in tests/test_rasterize.py, imported here, rebuilds the
   geometries bit for bit), and ``parcels_expected``.
 
     python tests/data/make_rasterize_fixture.py
 """
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 from affine import Affine
 from rasterio import features
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from test_rasterize import parcel_shapes  # noqa: E402  the test decodes the packed parcels
 
 OUT = Path(__file__).with_name("rasterize_fixture.npz")
 PARCEL_SIZE = 2000
@@ -156,25 +160,6 @@ def parcels(rng, n=10_000):
     delta = np.concatenate([np.diff(q, axis=0, prepend=q[:1]) for q in rings_q])
     assert np.abs(delta).max() < 128
     return lengths, first, delta.astype(np.int8)
-
-
-def parcel_shapes(lengths, first, delta, transform):
-    """Rebuild the parcel geometries; identical code in tests/test_rasterize.py."""
-    n = lengths[lengths > 0].astype(np.int64)
-    ring = np.repeat(np.arange(len(n)), n)
-    steps = np.cumsum(delta.astype(np.int64), axis=0)
-    q = first[ring] + steps - steps[(np.cumsum(n) - n)[ring]]
-    x0, dx, _, y0, _, dy = transform
-    x = (x0 + (q[:, 0] * 0.25) * dx).tolist()
-    y = (y0 + (q[:, 1] * 0.25) * dy).tolist()
-    shapes, start = [], 0
-    for i, row in enumerate(lengths):
-        rings = []
-        for m in row[row > 0].tolist():
-            rings.append(list(zip(x[start:start + m], y[start:start + m])))
-            start += m
-        shapes.append(({"type": "Polygon", "coordinates": rings}, i % 255 + 1))
-    return shapes
 
 
 def main():
