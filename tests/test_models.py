@@ -130,3 +130,14 @@ def test_learned_alpha_gets_gradient():
     assert m.alpha.item() == pytest.approx(0.3, abs=1e-6)
     m(torch.randn(2, 3, 4, 5, 5)).sum().backward()
     assert m.alpha_logit.grad is not None and m.alpha_logit.grad.abs() > 0
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_where_returns_the_logits_of_the_masked_pixels_in_order(name):
+    torch.manual_seed(0)
+    model = build_model(name, 3, 4, 5).eval()
+    x = torch.randn(2, 3, 4, 6, 7)
+    where = torch.rand(2, 6, 7) > 0.7
+    full = model(x)                                   # (N, K, H, W)
+    n, r, c = where.nonzero(as_tuple=True)            # (n, row, col) order
+    assert torch.allclose(model(x, where=where), full[n, :, r, c], atol=1e-5)

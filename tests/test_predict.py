@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 import torch
 
+from sits_ref.context import ObjectContext
 from sits_ref.dataset import load_dataset
 from sits_ref.forest import RandomForest
 from sits_ref.geotiff import read_info, read_window, write_geotiff
@@ -141,8 +142,7 @@ def test_blocked_forest_with_context_stays_inside_context_tiles(scene, tmp_path)
 
 
 def test_blocked_forest_with_object_context(scene, tmp_path):
-    context = pytest.importorskip("sits_ref.context")
-    ctx = context.ObjectContext(scene, tile=16, object_size=3)
+    ctx = ObjectContext(scene, tile=16, object_size=3)
     n_context = ctx.for_window((0, 0, 1, 1)).shape[1]
     clf = forest_classifier(scene, ctx, n_context)
     whole_map = tmp_path / "whole.tif"
