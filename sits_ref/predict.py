@@ -131,16 +131,6 @@ def _classify(classifier, feats, window) -> np.ndarray:
     return classifier.proba(feats)
 
 
-def classify_window(classifier, dataset, window) -> tuple[np.ndarray, np.ndarray]:
-    """Probabilities (K, h, w) and validity (h, w) of one window, halo handled
-    (reads the window on its own: for a single window, not for a whole scene)."""
-    grown, (dr, dc) = with_halo(window, classifier.halo, dataset.height, dataset.width)
-    feats, valid = dataset.read_features(grown)
-    proba = _classify(classifier, feats, grown)
-    h, w = window[2], window[3]
-    return proba[:, dr:dr + h, dc:dc + w], valid[dr:dr + h, dc:dc + w]
-
-
 def classify_band(classifier, dataset, row0: int, rows: int, block: int):
     """Probabilities (K, rows, W) and validity (rows, W) of the full-width band of
     ``rows`` rows starting at ``row0``.
