@@ -1,7 +1,7 @@
 """Run the paper's benchmark (Table 4) on a dataset manifest; default: the bundled sample.
 
     python run_benchmark.py                      # 6 models x 5 runs on data_sample/
-    python run_benchmark.py --quick              # smoke run: 1 run, 2 epochs, 10 trees
+    python run_benchmark.py --quick              # smoke run: 1 run, 2 short epochs, 10 trees
     python run_benchmark.py --data my/manifest.json --models tempcnn cnn3d --runs 3
 
 Writes OUT/results.json, OUT/table.md, OUT/confusion/*.csv, OUT/maps/*.tif (class map
@@ -41,13 +41,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--models", nargs="+", choices=MODEL_CHOICES, default=list(MODEL_CHOICES),
                    metavar="MODEL", help=f"subset of {', '.join(MODEL_CHOICES)}")
     p.add_argument("--runs", type=positive, default=5, help="trainings per model (5)")
-    p.add_argument("--epochs", type=positive, default=20, help="maximum epochs (20)")
+    p.add_argument("--epochs", type=positive, default=100, help="maximum epochs (100)")
     p.add_argument("--patience", type=positive, default=5, help="early-stopping patience (5)")
+    p.add_argument("--min-epochs", type=positive, default=10,
+                   help="epochs before early stopping may trigger (10)")
+    p.add_argument("--min-steps", type=positive, default=20,
+                   help="optimizer steps per epoch at least; small data repeat passes (20)")
+    p.add_argument("--patch-size", type=positive, default=16,
+                   help="side of the grid squares the patch CNNs train on (16; paper: 32)")
     p.add_argument("--seed", type=int, default=0, help="split and first run seed (0)")
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     p.add_argument("--out", default="results", help="output folder (results)")
     p.add_argument("--quick", action="store_true",
-                   help="smoke run: 1 run, 2 epochs, 10 trees")
+                   help="smoke run: 1 run, 2 epochs of 5 steps, 10 trees")
     p.add_argument("--resume", action="store_true",
                    help="skip runs already finished in --out")
     args = p.parse_args(argv)
@@ -68,15 +74,18 @@ def main(argv=None) -> int:
 
     opts = Options(data=os.path.abspath(args.data), out=args.out, models=args.models,
                    runs=args.runs, epochs=args.epochs, patience=args.patience,
+                   min_epochs=args.min_epochs, min_steps=args.min_steps,
+                   patch_size=args.patch_size,
                    seed=args.seed, device=args.device, resume=args.resume)
     if args.quick:
-        opts.runs, opts.epochs, opts.n_trees = 1, 2, 10
+        opts.runs, opts.epochs, opts.min_epochs, opts.min_steps, opts.n_trees = 1, 2, 1, 5, 10
     start = time.perf_counter()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("always")
             warnings.showwarning = lambda msg, *a, **k: print(f"warning: {msg}")
             dataset = load_dataset(opts.data)
+            dataset.check()          # polygons and pixel values, before anything is written
             print(f"dataset {dataset.name}: {len(dataset.dates)} dates x "
                   f"{len(dataset.feature_names)} features, {dataset.height} x "
                   f"{dataset.width} px, EPSG:{dataset.georef.epsg}, "

@@ -60,6 +60,9 @@ class ObjectContext:
             if out is None:
                 out = np.empty((len(rows), feats.shape[-1]), np.float32)
             out[sel] = feats[rows[sel] - tr * self.tile, cols[sel] - tc * self.tile]
+        if out is None:           # no pixel asked for
+            n_feats = 2 * len(self.ds.feature_names) * len(self.ds.dates)
+            out = np.zeros((0, n_feats), np.float32)
         return out
 
     def for_window(self, window) -> np.ndarray:

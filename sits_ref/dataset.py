@@ -17,13 +17,19 @@ time series can be benchmarked by writing one. Paths are relative to the manifes
     }
 
 Images are read as float32 arrays (T, C, H, W) of reflectance; features add the
-spectral indices (:mod:`sits_ref.indices`). Pixels that are nodata on any date are
-reported by a validity mask and set to 0 in the features.
+spectral indices (:mod:`sits_ref.indices`). Pixels that are nodata, NaN or inf in any
+band of any date are reported by a validity mask and set to 0 in the features.
+
+Bad inputs fail with a one-line :class:`DatasetError` that starts with the offending
+file and says what was expected; :meth:`Dataset.check` also reads the polygon files and
+scans float images for NaN/inf, so these problems show before any training starts.
 """
 from __future__ import annotations
 
+import datetime
 import json
 import os
+import re
 import warnings
 from dataclasses import dataclass
 
@@ -46,6 +52,7 @@ class ClassInfo:
 
 
 REQUIRED = ("images", "dates", "bands", "train_polygons", "class_field", "classes")
+CHECK_BYTES = 256 * 2**20  # memory bound of one block read by Dataset.check
 
 
 def _parse_color(text, where: str) -> tuple:
@@ -55,6 +62,33 @@ def _parse_color(text, where: str) -> tuple:
         except ValueError:
             pass
     raise DatasetError(f"{where}: color {text!r} is not of the form '#rrggbb'")
+
+
+def _string_list(doc: dict, key: str, where: str) -> list[str]:
+    """``doc[key]``, checked to be a non-empty list of strings (paths or names)."""
+    value = doc[key]
+    if not isinstance(value, list) or not value or \
+            not all(isinstance(v, str) for v in value):
+        raise DatasetError(f"{where}: {key!r} must be a non-empty list of strings, "
+                           f"got {json.dumps(value)[:60]}")
+    return value
+
+
+def _parse_dates(dates: list[str], where: str) -> list[str]:
+    """Check that dates are real ``YYYY-MM-DD`` calendar dates, strictly increasing."""
+    parsed = []
+    for i, text in enumerate(dates):
+        try:
+            if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+                raise ValueError
+            parsed.append(datetime.date.fromisoformat(text))
+        except ValueError:
+            raise DatasetError(f"{where}: dates[{i}] {text!r} is not a calendar date "
+                               "(expected YYYY-MM-DD)") from None
+        if i and parsed[i] <= parsed[i - 1]:
+            raise DatasetError(f"{where}: dates must be strictly increasing: dates[{i}] "
+                               f"{text} is not after dates[{i - 1}] {dates[i - 1]}")
+    return dates
 
 
 def _parse_classes(entries, where: str) -> list[ClassInfo]:
@@ -97,27 +131,37 @@ class Dataset:
             raise DatasetError(f"{path}: manifest not found") from None
         except (OSError, ValueError) as exc:
             raise DatasetError(f"{path}: not a readable JSON manifest ({exc})") from None
+        if not isinstance(doc, dict):
+            raise DatasetError(f"{path}: not a manifest (expected a JSON object with "
+                               f"fields {', '.join(REQUIRED)})")
         missing = [k for k in REQUIRED if k not in doc]
         if missing:
             raise DatasetError(f"{path}: missing field(s) {', '.join(missing)}")
         root = os.path.dirname(path)
         self.name = str(doc.get("name", os.path.basename(root)))
-        self.images = [os.path.join(root, p) for p in doc["images"]]
-        self.dates = [str(d) for d in doc["dates"]]
-        self.bands = [str(b) for b in doc["bands"]]
-        self.scale = float(doc.get("scale", 1.0))
+        self.images = [os.path.join(root, p) for p in _string_list(doc, "images", path)]
+        self.dates = _parse_dates(_string_list(doc, "dates", path), path)
+        self.bands = _string_list(doc, "bands", path)
+        try:
+            self.scale = float(doc.get("scale", 1.0))
+        except (TypeError, ValueError):
+            raise DatasetError(f"{path}: scale {doc['scale']!r} is not a number") from None
         self.class_field = str(doc["class_field"])
         self.classes = _parse_classes(doc["classes"], path)
-        self.polygon_files = {k: os.path.join(root, doc[f"{k}_polygons"])
+        self.polygon_files = {k: os.path.join(root, str(doc[f"{k}_polygons"]))
                               for k in ("train", "test") if doc.get(f"{k}_polygons")}
+        self._polygons = {}
         self.stacked = len(self.images) == 1 and len(self.dates) > 1
         if not self.stacked and len(self.images) != len(self.dates):
-            raise DatasetError(f"{path}: {len(self.images)} images for "
-                               f"{len(self.dates)} dates")
+            raise DatasetError(f"{path}: {len(self.images)} images for {len(self.dates)} "
+                               "dates (expected one image per date, or one image "
+                               "stacking all dates)")
         self._check_grid()
         self.feature_names = feature_names(self.bands)
 
     def _check_grid(self) -> None:
+        """All images share band count, shape and grid; read_info also refuses a file
+        whose strips/tiles end beyond its size (truncated), from the header alone."""
         infos = [read_info(p) for p in self.images]
         first = infos[0]
         expected = len(self.bands) * (len(self.dates) if self.stacked else 1)
@@ -148,23 +192,48 @@ class Dataset:
         """Reflectances (T, C, h, w) float32 and validity mask (h, w) bool.
 
         ``window`` is (row0, col0, height, width); None reads the whole grid. A pixel is
-        invalid if it equals the GeoTIFF nodata value in any band of any date.
+        invalid if it equals the GeoTIFF nodata value, or is NaN or inf, in any band of
+        any date; invalid pixels are 0 in the reflectances.
         """
         raw = [read_window(p, window) for p in self.images]
         cube = raw[0].reshape(len(self.dates), len(self.bands), *raw[0].shape[1:]) \
             if self.stacked else np.stack(raw)
-        nodata = self.georef.nodata
-        valid = np.ones(cube.shape[2:], bool)
-        if nodata is not None:
-            valid = ~(cube == nodata).any(axis=(0, 1))
+        invalid = np.zeros(cube.shape[2:], bool)
+        if self.georef.nodata is not None:
+            invalid |= (cube == self.georef.nodata).any(axis=(0, 1))
+        if cube.dtype.kind == "f":
+            invalid |= ~np.isfinite(cube).all(axis=(0, 1))
         bands = cube.astype(np.float32) * np.float32(self.scale)
-        bands[:, :, ~valid] = 0
-        return bands, valid
+        bands[:, :, invalid] = 0
+        return bands, ~invalid
 
     def read_features(self, window=None) -> tuple[np.ndarray, np.ndarray]:
         """Features (T, F, h, w) float32 (bands + indices) and validity mask (h, w)."""
         bands, valid = self.read_bands(window)
         return add_indices(bands, self.bands, axis=1), valid
+
+    def check(self) -> None:
+        """Read what loading leaves for later, so bad inputs show before any training.
+
+        Reads the polygon files (their errors raise DatasetError now) and scans the
+        float images block by block, warning once per file that holds NaN or inf
+        values (read_bands treats them as nodata). Integer images cannot hold either.
+        """
+        for which in self.polygon_files:
+            self.polygons(which)
+        for path in self.images:
+            info = read_info(path)
+            if info.dtype.kind != "f":
+                continue
+            rows = max(1, CHECK_BYTES // (info.width * info.count * info.dtype.itemsize))
+            bad = 0
+            for r0 in range(0, info.height, rows):
+                block = read_window(path, (r0, 0, min(rows, info.height - r0), info.width))
+                bad += int((~np.isfinite(block)).any(axis=0).sum())
+            if bad:
+                share = 100 * bad / (info.height * info.width)
+                warnings.warn(f"{path}: {bad} pixel(s) ({share:.2f} %) hold NaN or inf; "
+                              "treated as nodata", stacklevel=2)
 
     def has_polygons(self, which: str) -> bool:
         return which in self.polygon_files
@@ -174,10 +243,16 @@ class Dataset:
 
         Raises DatasetError when the file is missing from the manifest, its CRS differs
         from the image's, or no polygon overlaps the image. Polygons wholly outside the
-        image are skipped with a counted warning.
+        image are skipped with a counted warning, and a manifest class without any
+        training polygon is warned about. Each file is read (and warned about) once.
         """
         if which not in self.polygon_files:
             raise DatasetError(f"{self.manifest_path}: no {which}_polygons in manifest")
+        if which not in self._polygons:
+            self._polygons[which] = self._read_polygons(which)
+        return list(self._polygons[which])
+
+    def _read_polygons(self, which: str) -> list[LabelledPolygon]:
         path = self.polygon_files[which]
         try:
             polygons, epsg = read_polygons(path, self.class_field, self.class_codes)
@@ -192,7 +267,15 @@ class Dataset:
                                f"the image extent {self.bounds}")
         if len(inside) < len(polygons):
             warnings.warn(f"{path}: skipped {len(polygons) - len(inside)} polygon(s) wholly "
-                          "outside the image", stacklevel=2)
+                          "outside the image", stacklevel=3)
+        if which == "train":
+            present = {p.code for p in inside}
+            for c in self.classes:
+                if c.code not in present:
+                    warnings.warn(f"{path}: no polygon for class {c.code} {c.name!r} of "
+                                  f"{os.path.basename(self.manifest_path)}: no model can "
+                                  "learn it; macro-F1 means leave it out wherever it has no "
+                                  "reference pixel", stacklevel=3)
         return inside
 
     @property

@@ -73,8 +73,9 @@ _COMPACT_EVERY = 3  # predict: drop pairs that reached a leaf every this many le
 # --------------------------------------------------------------------------
 # input checks
 # --------------------------------------------------------------------------
-def _check_X(X, name="X"):
-    """Return ``X`` as a 2-D float array; raise ValueError on NaN/inf.
+def _check_X(X, name="X", allow_empty=False):
+    """Return ``X`` as a 2-D float array; raise ValueError on NaN/inf (and on no rows
+    unless ``allow_empty``: predicting nothing is fine, fitting on nothing is not).
 
     The error names the first bad row and column so that the offending
     pixel / feature can be found.
@@ -84,7 +85,7 @@ def _check_X(X, name="X"):
         raise ValueError(f"{name} must be 2-D (n_samples, n_features), got shape {X.shape}")
     if X.dtype not in (np.float32, np.float64):
         X = X.astype(np.float64)
-    if X.shape[0] == 0:
+    if X.shape[0] == 0 and not allow_empty:
         raise ValueError(f"{name} has no rows")
     # one cheap pass: the sum is finite iff every value is (a float64 sum of
     # float32/64 values cannot overflow for real data); locate only on failure
@@ -342,10 +343,12 @@ def _best_splits(Xb_flat, F, rows, w, yk, snode, feats, node_counts, C):
     node_start = np.flatnonzero(np.r_[True, cell_node[1:] != cell_node[:-1]])
     best = np.maximum.reduceat(score, node_start)
     cand = np.flatnonzero((score == best[cell_node]) & np.isfinite(score))
-    cn = cand_node = cell_node[cand]
-    firstc = np.r_[True, cn[1:] != cn[:-1]]
     best_feat = np.full(s, -1, dtype=np.int64)
     best_bin = np.full(s, -1, dtype=np.int64)
+    if cand.size == 0:  # no node of this level has a valid split: all become leaves
+        return best_feat, best_bin
+    cn = cand_node = cell_node[cand]
+    firstc = np.r_[True, cn[1:] != cn[:-1]]
     chosen = cand[firstc]
     best_feat[cand_node[firstc]] = feats[cell_node[chosen], cell_pair[chosen] % m]
     best_bin[cand_node[firstc]] = cell_bin[chosen]
@@ -542,7 +545,7 @@ class RandomForest:
             raise ValueError(
                 f"X has {got} features, but this forest was fitted with {self.n_features_in_} features"
             )
-        return _check_X(X)
+        return _check_X(X, allow_empty=True)
 
     def _packed(self):
         """All trees as one node array, for predict.

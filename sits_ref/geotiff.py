@@ -112,6 +112,7 @@ def _transform(tags, path: str, pixel_is_point: bool) -> tuple:
 
 
 def _info_from_page(page, path: str) -> RasterInfo:
+    _check_segments(page, path)
     tags = page.tags
     geokeys = _geokeys(tags)
     epsg = geokeys.get(KEY_PROJECTED_CRS, geokeys.get(KEY_GEOGRAPHIC_CRS))
@@ -129,23 +130,56 @@ def _info_from_page(page, path: str) -> RasterInfo:
     return RasterInfo(path, page.imagelength, page.imagewidth, count, page.dtype, georef)
 
 
+def _one_line(exc: Exception) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
 @contextlib.contextmanager
 def _open(path):
+    """TiffFile of ``path``; tifffile's log lines about bad tags are held back, since a
+    broken file then fails one of our checks with a single GeoTiffError line."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise GeoTiffError(f"{path}: file not found")
+    log = tifffile.logger()
+    disabled, log.disabled = log.disabled, True
     try:
         tif = tifffile.TiffFile(path)
     except Exception as exc:  # tifffile raises several types for corrupt files
-        raise GeoTiffError(f"{path}: not a readable TIFF ({exc})") from None
+        raise GeoTiffError(f"{path}: not a readable TIFF ({_one_line(exc)})") from None
+    finally:
+        log.disabled = disabled
     with tif:
         yield tif
 
 
+def _check_segments(page, path: str) -> None:
+    """Refuse a file whose strips/tiles are not all listed or not all inside the file:
+    a truncated download or copy, found from the header alone."""
+    kind = "tile" if page.is_tiled else "strip"
+    seg_h, seg_w = _segment_grid(page)
+    planes = page.samplesperpixel if page.planarconfig == 2 else 1
+    expected = planes * -(-page.imagelength // seg_h) * -(-page.imagewidth // seg_w)
+    offsets, counts = page.dataoffsets, page.databytecounts
+    if len(offsets) != expected or len(counts) != expected:
+        raise GeoTiffError(f"{path}: truncated or corrupt: the header lists {len(offsets)} "
+                           f"{kind} offsets and {len(counts)} byte counts for {expected} "
+                           f"{kind}s")
+    ends, size = np.add(offsets, counts, dtype=np.int64), os.path.getsize(path)
+    if ends.size and ends.max() > size:
+        last = int(np.argmax(ends))
+        raise GeoTiffError(f"{path}: truncated: {kind} {last} ends at byte {ends[last]} "
+                           f"but the file has {size} bytes")
+
+
 def read_info(path) -> RasterInfo:
-    """Shape, dtype and georeferencing of a GeoTIFF, without reading pixels."""
+    """Shape, dtype and georeferencing of a GeoTIFF, without reading pixels.
+
+    A file whose strips/tiles do not all lie inside it (truncated) is refused here.
+    """
+    path = os.fspath(path)
     with _open(path) as tif:
-        return _info_from_page(tif.pages.first, os.fspath(path))
+        return _info_from_page(tif.pages.first, path)
 
 
 def read_window(path, window: tuple | None = None) -> np.ndarray:
@@ -155,7 +189,8 @@ def read_window(path, window: tuple | None = None) -> np.ndarray:
         path: GeoTIFF file.
         window: ``(row0, col0, height, width)``, wholly inside the image; None reads all.
 
-    Only the strips/tiles that intersect the window are read and decoded.
+    Only the strips/tiles that intersect the window are read and decoded; a strip that
+    cannot be decoded (truncated or corrupt file) raises GeoTiffError naming the file.
     """
     path = os.fspath(path)
     with _open(path) as tif:
@@ -166,7 +201,7 @@ def read_window(path, window: tuple | None = None) -> np.ndarray:
                 or col0 + w > info.width:
             raise GeoTiffError(f"{path}: window {window} outside the image "
                                f"({info.height} x {info.width})")
-        return _read_segments(tif, page, info.count, (row0, col0, h, w))
+        return _read_segments(tif, page, info.count, (row0, col0, h, w), path)
 
 
 def _segment_grid(page) -> tuple[int, int]:
@@ -176,7 +211,7 @@ def _segment_grid(page) -> tuple[int, int]:
     return page.rowsperstrip if page.rowsperstrip else page.imagelength, page.imagewidth
 
 
-def _read_segments(tif, page, count: int, window: tuple) -> np.ndarray:
+def _read_segments(tif, page, count: int, window: tuple, path: str) -> np.ndarray:
     row0, col0, h, w = window
     seg_h, seg_w = _segment_grid(page)
     per_plane_rows = -(-page.imagelength // seg_h)
@@ -190,19 +225,23 @@ def _read_segments(tif, page, count: int, window: tuple) -> np.ndarray:
     out = np.empty((count, h, w), page.dtype)
     offsets = [page.dataoffsets[i] for i in wanted]
     counts = [page.databytecounts[i] for i in wanted]
-    for data, index in tif.filehandle.read_segments(offsets, counts, wanted, sort=True):
-        segment, (plane, _d, seg_r, seg_c, _s), _shape = page.decode(
-            data, index, jpegtables=page.jpegtables)
-        seg = segment.reshape(segment.shape[-3:])  # (rows, cols, contiguous samples)
-        r_lo, c_lo = max(row0, seg_r), max(col0, seg_c)
-        r_hi = min(row0 + h, seg_r + seg.shape[0], page.imagelength)
-        c_hi = min(col0 + w, seg_c + seg.shape[1], page.imagewidth)
-        if r_lo >= r_hi or c_lo >= c_hi:
-            continue
-        block = seg[r_lo - seg_r:r_hi - seg_r, c_lo - seg_c:c_hi - seg_c]
-        bands = slice(plane, plane + 1) if planes > 1 else slice(None)
-        out[bands, r_lo - row0:r_hi - row0, c_lo - col0:c_hi - col0] = \
-            np.moveaxis(block, -1, 0)
+    try:
+        for data, index in tif.filehandle.read_segments(offsets, counts, wanted, sort=True):
+            segment, (plane, _d, seg_r, seg_c, _s), _shape = page.decode(
+                data, index, jpegtables=page.jpegtables)
+            seg = segment.reshape(segment.shape[-3:])  # (rows, cols, contiguous samples)
+            r_lo, c_lo = max(row0, seg_r), max(col0, seg_c)
+            r_hi = min(row0 + h, seg_r + seg.shape[0], page.imagelength)
+            c_hi = min(col0 + w, seg_c + seg.shape[1], page.imagewidth)
+            if r_lo >= r_hi or c_lo >= c_hi:
+                continue
+            block = seg[r_lo - seg_r:r_hi - seg_r, c_lo - seg_c:c_hi - seg_c]
+            bands = slice(plane, plane + 1) if planes > 1 else slice(None)
+            out[bands, r_lo - row0:r_hi - row0, c_lo - col0:c_hi - col0] = \
+                np.moveaxis(block, -1, 0)
+    except Exception as exc:  # codecs and tifffile raise several types
+        raise GeoTiffError(f"{path}: cannot decode pixels (file truncated or corrupt: "
+                           f"{_one_line(exc)})") from None
     return out
 
 

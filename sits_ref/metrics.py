@@ -51,11 +51,16 @@ def precision_recall_f1(cm):
 
 
 def macro_f1(cm):
-    """Unweighted mean of per-class F1 over the classes that occur in the truth
-    or in the predictions (row or column sum > 0), as scikit-learn does by
-    default; classes absent from both are skipped. 0.0 if cm is empty."""
+    """Unweighted mean of per-class F1 over the classes present in the reference
+    (row sum > 0); 0.0 if cm is empty.
+
+    A class with no reference pixel in this set (no polygon of it, e.g. a class
+    listed in the manifest but never drawn) has no defined recall and is left out
+    of the mean; predicting it wrongly still costs the other classes their recall.
+    (scikit-learn's default also counts classes that are only predicted, with F1 0.)
+    """
     cm = np.asarray(cm)
-    present = (cm.sum(axis=0) + cm.sum(axis=1)) > 0
+    present = cm.sum(axis=1) > 0
     if not present.any():
         return 0.0
     return float(precision_recall_f1(cm)[2][present].mean())

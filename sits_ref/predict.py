@@ -57,12 +57,18 @@ class TorchClassifier:
 
 class ForestClassifier:
     """A fitted :class:`sits_ref.forest.RandomForest` on per-pixel stacked features
-    (F * T values, feature-major), optionally with extra context features."""
+    (F * T values, feature-major), optionally with extra context features.
+
+    The forest was fitted on class indices 0..K-1 but knows only the classes that had
+    training pixels (``forest.classes_``); :meth:`proba` returns all ``n_classes``
+    columns in manifest order, 0 for a class it never saw.
+    """
 
     halo = 0
 
-    def __init__(self, forest, context=None):
+    def __init__(self, forest, n_classes: int, context=None):
         self.forest = forest
+        self.n_classes = n_classes
         self.context = context
 
     def proba(self, feats: np.ndarray, window=None) -> np.ndarray:
@@ -72,7 +78,9 @@ class ForestClassifier:
         x = feats.transpose(2, 3, 1, 0).reshape(h * w, f * t)
         if self.context is not None:
             x = np.concatenate([x, self.context.for_window(window)], axis=1)
-        return self.forest.predict_proba(x).T.reshape(-1, h, w).astype(np.float32)
+        out = np.zeros((self.n_classes, h * w), np.float32)
+        out[self.forest.classes_] = self.forest.predict_proba(x).T
+        return out.reshape(-1, h, w)
 
 
 def blocks(height: int, width: int, block: int, rows: int | None = None):

@@ -29,11 +29,22 @@ def table_rows(results: dict, class_names, splits) -> list[list[str]]:
                                              for m in names])
     rows.append(["Inference, whole scene (s)"] + [f"{results[m]['inference_seconds']:.1f}"
                                                    for m in names])
+    rows.append(["Epochs run (min–max)"] + [_span(results[m]["runs"], "epochs") for m in names])
+    rows.append(["Best epoch (min–max)"] + [_span(results[m]["runs"], "best_epoch")
+                                            for m in names])
     for split in splits:
         rows.append([f"{label[split].capitalize()} F1 ± std on {n_runs} trainings"]
                     + [f"{results[m][f'{split}_macro_f1_mean']:.3f}±"
                        f"{results[m][f'{split}_macro_f1_std']:.3f}" for m in names])
     return rows
+
+
+def _span(runs, key) -> str:
+    """'lo–hi' of an integer field over runs ('NA' for forests, which have none)."""
+    values = [r[key] for r in runs if key in r]
+    if not values:
+        return "NA"
+    return f"{min(values)}–{max(values)}" if min(values) != max(values) else f"{values[0]}"
 
 
 def _thousands(n) -> str:

@@ -5,6 +5,17 @@ Data are tensors X (N, C, T, H, W) float32 and Y (N, H, W) int64 with
 use labelled pixels. Training is Adam with early stopping on the validation
 macro-F1 (patience 5) and the best weights are restored at the end.
 Oversampling of minority classes is the caller's job (it builds X, Y).
+
+What an epoch is. A *pass* shows every training sample once. With a few hundred
+labelled pixels a pass is a handful of optimizer steps, and early stopping after
+5 such "epochs" stops a model that has barely moved from its initial weights (on
+real data, runs whose best epoch was 1 or 2). So an epoch here is at least ``min_steps``
+optimizer steps, taken from consecutive passes (a pass may run on into the next
+epoch; within a pass each sample is still seen once), and early stopping may
+trigger only after ``min_epochs`` epochs: the paper's rule (macro-F1 on
+validation, patience 5) then compares models that have trained. On data as large
+as the paper's a pass already has more than ``min_steps`` steps and an epoch is
+one pass, as usual.
 """
 import copy
 import os
@@ -40,17 +51,18 @@ def masked_cross_entropy(logits, labels):
 
 class EarlyStopping:
     """Stop when the metric (higher is better) has not strictly improved on its
-    best value for ``patience`` consecutive epochs.
+    best value for ``patience`` consecutive epochs, but never before ``min_epochs``.
 
-    ``step(metric)`` is called once per epoch (epochs counted from 0) and
-    returns True when training should stop; ``improved`` tells whether this
-    epoch set a new best, ``best`` / ``best_epoch`` hold the best so far.
+    ``step(metric)`` is called once per epoch and returns True when training should
+    stop. Epochs are counted from 1 (``epoch`` is the number of epochs done);
+    ``improved`` tells whether this epoch set a new best, ``best`` / ``best_epoch``
+    hold the best so far.
     """
 
-    def __init__(self, patience=5):
-        self.patience = patience
-        self.best, self.best_epoch = float("-inf"), -1
-        self.epoch, self.bad_epochs, self.improved = -1, 0, False
+    def __init__(self, patience=5, min_epochs=0):
+        self.patience, self.min_epochs = patience, min_epochs
+        self.best, self.best_epoch = float("-inf"), 0
+        self.epoch, self.bad_epochs, self.improved = 0, 0, False
 
     def step(self, metric):
         self.epoch += 1
@@ -59,7 +71,7 @@ class EarlyStopping:
             self.best, self.best_epoch, self.bad_epochs = float(metric), self.epoch, 0
         else:
             self.bad_epochs += 1
-        return self.bad_epochs >= self.patience
+        return self.bad_epochs >= self.patience and self.epoch >= self.min_epochs
 
 
 # ----------------------------------------------------------------------------- config
@@ -67,11 +79,13 @@ class EarlyStopping:
 
 @dataclass
 class TrainConfig:
-    epochs: int = 100
+    epochs: int = 100              # at most; early stopping usually ends training first
     patience: int = 5              # early stopping on validation macro-F1 (paper 3.5.1)
+    min_epochs: int = 10           # early stopping may not trigger before (see module doc)
+    min_steps: int = 20            # optimizer steps per epoch at least (see module doc)
     lr: float = 1e-3               # Adam, as TempCNN
-    batch_size: int = 32           # samples (pixels or patches) per step
-    eval_batch_size: int = 256
+    batch_size: int = 32           # samples (pixels or tiles) per step
+    eval_batch_size: int = 64
     weight_decay: float = 1e-6     # L2 as TempCNN
     seed: int = 0
     device: str = "cpu"            # "cuda" used only if asked and available
@@ -89,42 +103,52 @@ def resolve_device(name, log=print):
 
 
 @torch.no_grad()
-def _evaluate(model, X, Y, batch_size):
-    """-> (mean loss over labelled pixels, y_true, y_pred) as numpy int64."""
+def evaluate(model, X, Y, batch_size=64):
+    """Predictions on the labelled pixels of (X, Y) in eval mode.
+
+    -> (mean cross-entropy over labelled pixels, y_true, y_pred), the last two 1-D
+    int64 numpy arrays in (sample, row, col) order; empty when nothing is labelled.
+    """
     model.eval()
     device = next(model.parameters()).device
-    loss_sum, trues, preds = 0.0, [], []
+    loss_sum, trues, preds = 0.0, [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
     for i in range(0, len(X), batch_size):
         xb, yb = X[i:i + batch_size].to(device), Y[i:i + batch_size].to(device)
-        logits = model(xb)
         mask = yb >= 0
-        if mask.any():
-            loss_sum += F.cross_entropy(logits, yb, ignore_index=-1, reduction="sum").item()
-        trues.append(yb[mask].cpu())
-        preds.append(logits.argmax(1)[mask].cpu())
-    y_true, y_pred = torch.cat(trues).numpy(), torch.cat(preds).numpy()
+        if not mask.any():
+            continue
+        logits = model(xb, where=mask)                       # (P, K)
+        loss_sum += F.cross_entropy(logits, yb[mask], reduction="sum").item()
+        trues.append(yb[mask].cpu().numpy())
+        preds.append(logits.argmax(1).cpu().numpy())
+    y_true, y_pred = np.concatenate(trues), np.concatenate(preds)
     return loss_sum / max(len(y_true), 1), y_true, y_pred
-
-
-def predict_labelled(model, X, Y, batch_size=256):
-    """Predictions on the labelled pixels of (X, Y), flattened:
-    -> (y_true, y_pred), 1-D int64 numpy arrays (eval mode, no grad)."""
-    _, y_true, y_pred = _evaluate(model, X, Y, batch_size)
-    return y_true, y_pred
 
 
 # ----------------------------------------------------------------------------- training
 
 
-def train_model(model, train, val, config=None, log=print):
-    """Train ``model`` on train = (X, Y), early-stopped on val = (X, Y).
+def _minibatches(n, batch_size, generator):
+    """Endless minibatches of sample indices: consecutive passes, each a seeded
+    permutation of range(n) cut into ``batch_size`` pieces (the last may be short)."""
+    while n:
+        yield from torch.randperm(n, generator=generator).split(batch_size)
 
-    Each epoch: seeded shuffle, minibatches, masked cross-entropy, Adam step;
-    then validation loss and macro-F1 over labelled pixels, one log line.
-    The best (validation macro-F1) weights are restored before returning
-    history = {"epochs": [{"epoch", "train_loss", "val_loss", "val_f1",
-    "seconds"}, ...], "best_epoch", "best_f1", "seconds", "config"}.
-    Same config.seed and same initial weights -> same numbers on CPU.
+
+def train_model(model, train, val, config=None, log=print):
+    """Train ``model`` on ``train``, early-stopped on val = (X, Y).
+
+    ``train`` is (X, Y) or (X, Y, rows): with ``rows`` (M,), label map Y[i] goes with
+    input X[rows[i]] (oversampled copies share their input, see
+    :func:`sits_ref.samples.oversample`). Each epoch: one pass over the M samples in a
+    seeded order, or ``config.min_steps`` steps if a pass is shorter (module doc),
+    masked cross-entropy, Adam steps; then validation loss and macro-F1 over the
+    labelled pixels, one log line. The best (validation macro-F1) weights are
+    restored before returning history = {"epochs": [{"epoch" (from 1), "passes" (steps
+    / steps per pass),
+    "train_loss", "val_loss", "val_f1", "seconds"}, ...], "best_epoch", "best_f1",
+    "seconds", "config"}. Same config.seed and same initial weights -> same numbers
+    on CPU.
     """
     cfg = config or TrainConfig()
     if cfg.num_threads:
@@ -133,20 +157,25 @@ def train_model(model, train, val, config=None, log=print):
     shuffle = torch.Generator().manual_seed(cfg.seed)       # minibatch order
     device = resolve_device(cfg.device, log)
     model.to(device)
-    (X, Y), (Xv, Yv) = train, val
+    X, Y = train[0], train[1]
+    rows = train[2] if len(train) > 2 else torch.arange(len(Y))
+    Xv, Yv = val
     n_classes = model.n_classes
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    stopper = EarlyStopping(cfg.patience)
+    stopper = EarlyStopping(cfg.patience, cfg.min_epochs)
     best_state = copy.deepcopy(model.state_dict())
+    steps_per_pass = -(-len(Y) // cfg.batch_size)
+    steps = max(steps_per_pass, cfg.min_steps)
+    batches = _minibatches(len(Y), cfg.batch_size, shuffle)
     history = {"epochs": [], "config": asdict(cfg)}
     t_start = time.time()
 
-    for epoch in range(cfg.epochs):
+    for _ in range(cfg.epochs):
         t0 = time.time()
         model.train()
         loss_sum, n_sum = 0.0, 0
-        for idx in torch.randperm(len(X), generator=shuffle).split(cfg.batch_size):
-            xb, yb = X[idx].to(device), Y[idx].to(device)
+        for _, idx in zip(range(steps), batches):
+            xb, yb = X[rows[idx]].to(device), Y[idx].to(device)
             labelled = yb >= 0
             n_lab = int(labelled.sum())
             if n_lab < 2:
@@ -157,16 +186,18 @@ def train_model(model, train, val, config=None, log=print):
             opt.step()
             loss_sum, n_sum = loss_sum + loss.item() * n_lab, n_sum + n_lab
 
-        val_loss, y_true, y_pred = _evaluate(model, Xv, Yv, cfg.eval_batch_size)
+        val_loss, y_true, y_pred = evaluate(model, Xv, Yv, cfg.eval_batch_size)
         f1 = macro_f1(confusion_matrix(y_true, y_pred, n_classes))
         stop = stopper.step(f1)
         if stopper.improved:
             best_state = copy.deepcopy(model.state_dict())
-        rec = {"epoch": epoch, "train_loss": loss_sum / max(n_sum, 1), "val_loss": val_loss,
+        rec = {"epoch": stopper.epoch, "passes": steps / max(steps_per_pass, 1),
+               "train_loss": loss_sum / max(n_sum, 1), "val_loss": val_loss,
                "val_f1": f1, "seconds": time.time() - t0}
         history["epochs"].append(rec)
-        log(f"epoch {epoch:3d} | train loss {rec['train_loss']:.4f} | val loss {val_loss:.4f}"
-            f" | val macro-F1 {f1:.4f}{' *' if stopper.improved else ''} | {rec['seconds']:.1f}s")
+        log(f"epoch {stopper.epoch:3d} | train loss {rec['train_loss']:.4f} | val loss "
+            f"{val_loss:.4f} | val macro-F1 {f1:.4f}{' *' if stopper.improved else ''} | "
+            f"{rec['seconds']:.1f}s")
         if stop:
             break
 

@@ -5,6 +5,11 @@ Each polygon comes back as a :class:`LabelledPolygon`: a GeoJSON-like geometry d
 (the record index in the file). The CRS is an EPSG code read from the shapefile's
 ``.prj`` (``AUTHORITY["EPSG", ...]`` or an ESRI ``WGS_1984_UTM_Zone_nnX`` name) or from
 the GeoJSON ``crs`` member; a GeoJSON without one is EPSG:4326, as RFC 7946 says.
+
+Every problem is a one-line :class:`VectorError` that starts with the file's path: a
+missing ``.dbf``, an unreadable file, an unknown CRS, a GeoJSON ring that is not closed,
+or projected coordinates in a GeoJSON without ``crs`` (which would silently be read as
+lon/lat and miss the image).
 """
 from __future__ import annotations
 
@@ -43,12 +48,18 @@ def epsg_from_wkt(wkt: str) -> int | None:
 
 
 def _epsg_from_geojson(doc: dict) -> int:
-    name = (doc.get("crs") or {}).get("properties", {}).get("name")
-    if name is None:
+    """EPSG code of a GeoJSON: its ``crs`` member as GDAL and QGIS write it
+    (``{"type": "name", "properties": {"name": "urn:ogc:def:crs:EPSG::32631"}}``), or
+    4326 without one."""
+    if "crs" not in doc:
         return 4326
-    match = re.search(r"EPSG:{1,2}(\d+)$", name) or re.search(r"CRS84$", name)
-    if match is None:
-        raise VectorError(f"unrecognised GeoJSON crs name {name!r}")
+    crs = doc["crs"]
+    name = crs.get("properties", {}).get("name") if isinstance(crs, dict) else None
+    match = isinstance(name, str) and (re.search(r"EPSG:{1,2}(\d+)$", name)
+                                       or re.search(r"CRS84$", name))
+    if not match:
+        raise VectorError(f"unrecognised GeoJSON crs {json.dumps(crs)} (expected "
+                          '{"type": "name", "properties": {"name": "EPSG:nnnn"}})')
     return int(match.group(1)) if match.groups() else 4326
 
 
@@ -66,18 +77,23 @@ def is_degenerate(geometry: dict) -> bool:
 
 
 def _read_shapefile(path: str, class_field: str):
+    base = os.path.splitext(path)[0]
+    if not any(os.path.isfile(base + ext) for ext in (".dbf", ".DBF")):
+        raise VectorError(f"{path}: shapefile is missing its .dbf (attributes) file")
     try:
-        reader = shapefile.Reader(path)
-    except Exception as exc:
-        raise VectorError(f"{path}: not a readable shapefile ({exc})") from None
-    with reader:
-        fields = [f[0] for f in reader.fields[1:]]
-        if class_field not in fields:
-            raise VectorError(f"{path}: no class field {class_field!r} "
-                              f"(fields are {', '.join(fields) or 'none'})")
-        records = [(sr.shape.__geo_interface__ if sr.shape.points else None,
-                    sr.record[class_field]) for sr in reader.iterShapeRecords()]
-    prj = os.path.splitext(path)[0] + ".prj"
+        with shapefile.Reader(path) as reader:
+            fields = [f[0] for f in reader.fields[1:]]
+            if class_field not in fields:
+                raise VectorError(f"{path}: no class field {class_field!r} "
+                                  f"(fields are {', '.join(fields) or 'none'})")
+            records = [(sr.shape.__geo_interface__ if sr.shape.points else None,
+                        sr.record[class_field]) for sr in reader.iterShapeRecords()]
+    except VectorError:
+        raise
+    except Exception as exc:  # pyshp and struct raise several types for corrupt files
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise VectorError(f"{path}: not a readable shapefile ({reason})") from None
+    prj = base + ".prj"
     epsg = None
     if os.path.isfile(prj):
         with open(prj) as f:
@@ -95,17 +111,66 @@ def _read_geojson(path: str, class_field: str):
         features = doc["features"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise VectorError(f"{path}: not a GeoJSON FeatureCollection ({exc})") from None
+    try:
+        epsg = _epsg_from_geojson(doc)
+    except VectorError as exc:
+        raise VectorError(f"{path}: {exc}") from None
     records = []
     for i, feat in enumerate(features):
+        if not isinstance(feat, dict):
+            raise VectorError(f"{path}: feature {i} is not a GeoJSON Feature object")
         props = feat.get("properties") or {}
         if class_field not in props:
             raise VectorError(f"{path}: feature {i} has no class field {class_field!r} "
                               f"(properties are {', '.join(props) or 'none'})")
-        records.append((feat.get("geometry"), props[class_field]))
+        geometry = feat.get("geometry")
+        if isinstance(geometry, dict) and geometry.get("type") in ("Polygon", "MultiPolygon"):
+            try:
+                rings = _ring_arrays(geometry)
+            except VectorError as exc:
+                raise VectorError(f"{path}: feature {i}: {exc}") from None
+            if "crs" not in doc:
+                _check_lon_lat(path, rings)
+        records.append((geometry, props[class_field]))
+    return records, epsg
+
+
+def _ring_arrays(geometry: dict) -> list[np.ndarray]:
+    """Rings of a GeoJSON Polygon/MultiPolygon as (n, 2+) arrays, checked: malformed
+    coordinates and open rings (GeoJSON rings repeat their first vertex; an open one
+    is the sign of a hand-edited or cut file) raise VectorError."""
+    coords = geometry.get("coordinates")
+    polys = coords if geometry["type"] == "MultiPolygon" else [coords]
     try:
-        return records, _epsg_from_geojson(doc)
-    except VectorError as exc:
-        raise VectorError(f"{path}: {exc}") from None
+        labelled = [(f"ring {k}" if geometry["type"] == "Polygon" else
+                     f"polygon {j} ring {k}", np.asarray(ring, float))
+                    for j, poly in enumerate(polys) for k, ring in enumerate(poly)]
+        well_formed = all(r.size == 0 or (r.ndim == 2 and r.shape[1] >= 2)
+                          for _, r in labelled)
+    except (TypeError, ValueError):
+        well_formed = False
+    if not well_formed:
+        raise VectorError(f"malformed {geometry['type']} coordinates (expected lists of "
+                          "rings of [x, y] positions)")
+    for label, ring in labelled:
+        if ring.size and not np.array_equal(ring[0], ring[-1]):
+            first, last = (tuple(float(v) for v in p[:2]) for p in (ring[0], ring[-1]))
+            raise VectorError(f"{label} is not closed (first vertex {first} != last "
+                              f"{last}); GeoJSON rings must repeat the first vertex")
+    return [ring for _, ring in labelled if ring.size]
+
+
+def _check_lon_lat(path: str, rings) -> None:
+    """A GeoJSON without ``crs`` is lon/lat (RFC 7946); projected coordinates in one,
+    a common export mistake, are refused rather than silently missing the image."""
+    for ring in rings:
+        outside = (np.abs(ring[:, 0]) > 180) | (np.abs(ring[:, 1]) > 90)
+        if outside.any():
+            x, y = ring[np.argmax(outside), :2]
+            raise VectorError(
+                f"{path}: no 'crs' member, so coordinates are read as lon/lat (RFC 7946), "
+                f"but x={float(x)}, y={float(y)} cannot be lon/lat; add a crs member "
+                "(e.g. EPSG:32631) or reproject")
 
 
 def read_polygons(path, class_field: str, class_codes=None):

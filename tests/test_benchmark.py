@@ -92,7 +92,12 @@ def test_resume_skips_finished_runs(tmp_path, monkeypatch, capsys):
     assert calls == [("rf_base", 0), ("rf_base", 1)]  # TempCNN runs were not redone
     assert "finished earlier, skipped (--resume)" in capsys.readouterr().out
     results = json.loads((tmp_path / "results.json").read_text())
-    assert results["models"]["tempcnn"]["runs"][1] == finished
+    # the run was loaded, not redone (the best run's scores are then re-computed from
+    # its map, see test_map_rescored_equals_reported_scores_on_the_sample)
+    resumed = results["models"]["tempcnn"]["runs"][1]
+    unscored = ("val", "test", "scored_from")
+    assert {k: v for k, v in resumed.items() if k not in unscored} == \
+        {k: v for k, v in finished.items() if k not in unscored}
 
 
 def test_resume_with_other_settings_is_refused(tmp_path, capsys):
@@ -124,3 +129,106 @@ def test_bad_arguments_exit_2_with_one_line(argv, message, tmp_path):
     assert proc.returncode == 2
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+# ----------------------------------------------------------------------------- one truth
+# The scores in results.json are the delivered map's: re-score each map GeoTIFF against
+# the rasterized test polygons (rasterize, tested pixel-exact against GDAL) and compare.
+
+def _rescored_confusion(map_path, manifest, which="test"):
+    from sits_ref.rasterize import rasterize
+    from sits_ref.vectors import read_polygons
+    ds = load_dataset(manifest)
+    polygons, _ = read_polygons(ds.polygon_files[which], ds.class_field, ds.class_codes)
+    k = {code: i for i, code in enumerate(ds.class_codes)}
+    truth = rasterize(((p.geometry, k[p.code] + 1) for p in polygons),
+                      (ds.height, ds.width), ds.georef.transform, fill=0, dtype=np.int32)
+    mapped = read_window(map_path)[0]
+    pred = np.zeros(256, np.int64)
+    pred[ds.class_codes] = np.arange(len(ds.class_codes)) + 1
+    sel = (truth > 0) & (mapped > 0)
+    n = len(ds.class_codes)
+    return np.bincount((truth[sel] - 1) * n + pred[mapped[sel]] - 1,
+                       minlength=n * n).reshape(n, n)
+
+
+@pytest.mark.slow
+def test_map_rescored_equals_reported_scores_on_the_sample(quick_run):
+    out, results = quick_run
+    for name, model in results["models"].items():
+        best = model["runs"][model["best_run"]]
+        cm = _rescored_confusion(out / model["map"], SAMPLE)
+        assert cm.tolist() == best["test"]["confusion_matrix"], name
+        assert best["scored_from"] == "map"
+
+
+@pytest.fixture
+def absent_class_dataset(tiny_dataset, tmp_path):
+    """The tiny dataset plus a third class listed in the manifest that has test
+    polygons but no training polygon, and test polygons for the two others."""
+    from conftest import edit_manifest, square, write_shapefile
+    write_shapefile(tmp_path / "test.shp", [([square(6, 1, 3)], 1), ([square(18, 3, 3)], 2),
+                                             ([square(8, 14, 3)], 3)])
+    classes = json.loads(tiny_dataset.read_text())["classes"]
+    edit_manifest(tiny_dataset, test_polygons="test.shp",
+                  classes=classes + [{"code": 3, "name": "Water", "color": "#0080ff"}])
+    return tiny_dataset
+
+
+def test_map_rescored_equals_reported_scores_with_a_class_never_trained(
+        absent_class_dataset, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert run_benchmark.main(["--data", str(absent_class_dataset), "--quick",
+                               "--models", *ALL, "--out", str(out)]) == 0
+    assert "warning: " in capsys.readouterr().out
+    results = json.loads((out / "results.json").read_text())
+    for name, model in results["models"].items():
+        best = model["runs"][model["best_run"]]
+        cm = np.array(_rescored_confusion(out / model["map"], absent_class_dataset))
+        assert cm.shape == (3, 3)
+        assert cm.tolist() == best["test"]["confusion_matrix"], name
+        # class 3 is in the reference of the test set: it counts in the macro-F1
+        assert cm[2].sum() == 9
+        if name.startswith("rf"):  # a forest gives the class it never saw probability 0
+            assert set(np.unique(read_window(out / model["map"])).tolist()) <= {1, 2}
+
+
+# ----------------------------------------------------------------------------- small data
+
+def _one_polygon_per_class(manifest, tmp_path, size, extra=()):
+    from conftest import square, write_shapefile
+    write_shapefile(tmp_path / "one.shp", [([square(1, 1, size)], 1),
+                                            ([square(14, 2, size)], 2), *extra])
+    from conftest import edit_manifest
+    edit_manifest(manifest, train_polygons="one.shp")
+
+
+def test_one_polygon_per_class_runs_with_a_stated_policy(tiny_dataset, tmp_path, capsys):
+    bow_tie = [(356050.0, 4835670.0), (356090.0, 4835630.0), (356090.0, 4835670.0),
+               (356050.0, 4835630.0), (356050.0, 4835670.0)]
+    _one_polygon_per_class(tiny_dataset, tmp_path, 5, extra=[([bow_tie], 1)])
+    out = tmp_path / "out"
+    assert run_benchmark.main(["--data", str(tiny_dataset), "--quick", "--models", *ALL,
+                               "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "skipped 1 empty, degenerate" in printed
+    assert "class(es) 1 'Built up', 2 'Woodland' have a single training polygon " \
+           "(polygons per class: 1: 1, 2: 1)" in printed
+    assert "not independent" in printed
+    results = json.loads((out / "results.json").read_text())
+    for model in results["models"].values():
+        val = model["runs"][0]["val"]
+        # 5 px wide squares cut at 3.5 px: columns 4 and 5 of each (2 x 5 px) validate
+        assert np.array(val["confusion_matrix"]).sum(axis=1).tolist() == [10, 10]
+
+
+def test_empty_validation_set_runs_every_model(tiny_dataset, tmp_path):
+    # one pixel per class: the cut leaves it to training, validation is empty
+    _one_polygon_per_class(tiny_dataset, tmp_path, 1)
+    out = tmp_path / "out"
+    assert run_benchmark.main(["--data", str(tiny_dataset), "--quick", "--models", *ALL,
+                               "--out", str(out)]) == 0
+    results = json.loads((out / "results.json").read_text())
+    for model in results["models"].values():
+        assert model["runs"][0]["val"]["n_pixels"] == 0
+        assert model["val_macro_f1_mean"] == 0.0

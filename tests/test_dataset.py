@@ -87,9 +87,10 @@ def test_polygons_in_another_crs_name_both(tiny_dataset, tmp_path):
 
 
 def test_polygons_wholly_outside(tiny_dataset, tmp_path):
-    write_shapefile(tmp_path / "train.shp", [([square(1, 1, 4)], 1), ([square(100, 100, 4)], 2)])
+    write_shapefile(tmp_path / "train.shp", [([square(1, 1, 4)], 1), ([square(14, 2, 4)], 2),
+                                              ([square(100, 100, 4)], 2)])
     with pytest.warns(UserWarning, match="skipped 1 polygon"):
-        assert len(load_dataset(tiny_dataset).polygons("train")) == 1
+        assert len(load_dataset(tiny_dataset).polygons("train")) == 2
     write_shapefile(tmp_path / "train.shp", [([square(100, 100, 4)], 2)])
     with pytest.raises(DatasetError, match="none of the 1 polygons overlaps"):
         load_dataset(tiny_dataset).polygons("train")

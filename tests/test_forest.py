@@ -174,3 +174,61 @@ def test_wrong_number_of_features():
     rf = RandomForest(n_trees=2).fit(X_OK, Y_OK)
     with pytest.raises(ValueError, match="X has 3 features, but this forest was fitted with 2"):
         rf.predict(np.zeros((4, 3)))
+
+
+# ----------------------------------------------------------------------------- degenerate data
+# A node with no valid split must become a leaf (as scikit-learn makes it), never crash.
+
+@pytest.mark.parametrize("case", ["constant", "duplicates", "one_sample_per_class",
+                                  "all_equal_rows_mixed_labels"])
+def test_nodes_without_a_valid_split_become_leaves(case):
+    rng = np.random.default_rng(0)
+    if case == "constant":            # all-constant features, two balanced classes
+        X, y = np.full((40, 3), 0.5), np.r_[np.zeros(20), np.ones(20)]
+    elif case == "duplicates":        # random data + 30 identical rows with mixed labels
+        X = np.r_[rng.random((100, 5)), np.ones((30, 5))]
+        y = np.r_[rng.integers(0, 3, 100), rng.integers(0, 3, 30)]
+    elif case == "one_sample_per_class":
+        X, y = np.array([[0.0, 1.0], [1.0, 0.0]]), np.array([3, 7])
+    else:
+        X, y = np.zeros((25, 4)), np.arange(25) % 3
+    rf = RandomForest(n_trees=5, min_samples_split=2, random_state=0).fit(X, y)
+    proba = rf.predict_proba(X)
+    assert proba.shape == (len(X), len(np.unique(y)))
+    np.testing.assert_allclose(proba.sum(axis=1), 1, rtol=1e-5)
+    if case in ("constant", "all_equal_rows_mixed_labels"):
+        # nothing to split on: every tree is its (bootstrap) root, a single leaf
+        assert all(t.n_nodes == 1 for t in rf.estimators_)
+    if case == "duplicates":          # the identical rows all land in the same leaves
+        assert np.allclose(proba[100:], proba[100])
+
+
+def test_random_degenerate_arrays_never_crash():
+    """Property-style: many small arrays with few distinct values, repeated rows,
+    constant columns and skewed labels; fit and predict must always work."""
+    rng = np.random.default_rng(42)
+    for trial in range(60):
+        n = int(rng.integers(2, 60))
+        f = int(rng.integers(1, 6))
+        X = rng.integers(0, int(rng.integers(1, 4)), (n, f)).astype(float)  # few values
+        X[:, rng.random(f) < 0.4] = 7.0                                     # constant columns
+        y = rng.integers(0, int(rng.integers(2, 5)), n)
+        y[: max(1, n // 3)] = 0                                             # skewed
+        if len(np.unique(y)) < 2:
+            y[-1] = 1
+        rf = RandomForest(n_trees=3, min_samples_split=int(rng.integers(2, 25)),
+                          max_depth=int(rng.integers(1, 60)), random_state=trial)
+        proba = rf.fit(X, y).predict_proba(X)
+        assert proba.shape == (n, len(np.unique(y))) and np.isfinite(proba).all(), trial
+
+
+@pytest.mark.parametrize("X, y, message", [
+    (np.zeros((4, 2, 1)), np.array([0, 1, 0, 1]), "must be 2-D"),
+    (np.zeros((0, 3)), np.zeros(0), "no rows"),
+    (np.zeros((4, 2)), np.array([[0, 1], [0, 1]]), "y must be 1-D"),
+    (np.zeros((4, 2)), np.array([0, 1, 0]), "X has 4 rows, y has 3"),
+    (np.zeros((4, 2)), np.array([5, 5, 5, 5]), "single class"),
+])
+def test_fit_validates_its_input(X, y, message):
+    with pytest.raises(ValueError, match=message):
+        RandomForest(n_trees=2).fit(X, y)

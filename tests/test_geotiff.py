@@ -9,7 +9,8 @@ from sits_ref.geotiff import (GeoRef, GeoTiffError, create_geotiff, read_info,
                               read_window, write_geotiff)
 
 DATA = os.path.join(os.path.dirname(__file__), "data", "geotiff")
-EXPECTED = json.load(open(os.path.join(DATA, "expected.json")))
+with open(os.path.join(DATA, "expected.json")) as _f:
+    EXPECTED = json.load(_f)
 UTM = GeoRef((356040.0, 10.0, 0.0, 4835680.0, 0.0, -10.0), 32631)
 
 

@@ -63,6 +63,9 @@ def test_undefined_values_are_zero():
     np.testing.assert_allclose(r, [1, 0, 0])
     np.testing.assert_allclose(f, [0.8, 0, 0])          # 2*2/(2+3) = 0.8
     assert macro_f1(cm) == pytest.approx(0.4)           # mean over classes 0, 1 only
+    # a class present only in the predictions (never in the reference) is left out too:
+    # F1 of class 0 = 2*1/(2+1) = 2/3, class 2 (only predicted) not averaged in
+    assert macro_f1(np.array([[1, 0, 1], [0, 0, 0], [0, 0, 0]])) == pytest.approx(2 / 3)
     assert overall_accuracy(cm) == pytest.approx(2 / 3)
     # rows (2,1,0), cols (3,0,0): p_e = 2*3/9 = 2/3 = p_o -> kappa 0
     assert cohen_kappa(cm) == pytest.approx(0.0)

@@ -67,7 +67,7 @@ def forest_classifier(ds, context=None, n_context=0):
     X = rng.uniform(-0.2, 0.6, (300, n_feats)).astype(np.float32)
     y = (X[:, 2] + X[:, -1] > 0.4).astype(int)
     forest = RandomForest(n_trees=5, min_samples_split=4, random_state=0).fit(X, y)
-    return ForestClassifier(forest, context)
+    return ForestClassifier(forest, len(ds.classes), context)
 
 
 def whole_image_proba(clf, ds):

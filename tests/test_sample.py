@@ -6,7 +6,7 @@ import pytest
 import tifffile
 
 from sits_ref.dataset import load_dataset
-from sits_ref.samples import SampleBuilder
+from sits_ref.samples import SampleBuilder, Split
 
 SAMPLE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                       "data_sample", "manifest.json")
@@ -62,6 +62,6 @@ def test_values_look_like_l3a_reflectance(sample):
 @pytest.mark.parametrize("which", ["train", "test"])
 def test_labelled_pixels_per_class_match_gdal(sample, which):
     polygons = sample.polygons(which)
-    px = SampleBuilder(sample, polygons).pixels(np.arange(len(polygons)))
+    px = SampleBuilder(sample, polygons).pixels(Split(np.arange(len(polygons))))
     counts = np.bincount(px.y, minlength=8)
     assert dict(zip(sample.class_codes, counts.tolist())) == GDAL_COUNTS[which]

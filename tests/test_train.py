@@ -8,7 +8,7 @@ import torch
 from sits_ref.metrics import confusion_matrix, macro_f1
 from sits_ref.models import TempCNN, build_model
 from sits_ref.train import (EarlyStopping, TrainConfig, load_checkpoint, masked_cross_entropy,
-                            predict_labelled, save_checkpoint, train_model)
+                            evaluate, save_checkpoint, train_model)
 
 SMALL = dict(filters=8, hidden=16, dropout=0.2)   # a small TempCNN keeps the tests fast
 
@@ -67,8 +67,9 @@ def test_masked_loss_without_labels_is_zero_with_grad():
 # ----------------------------------------------------------------------------- early stopping
 
 def test_early_stopping_on_scripted_sequence():
-    # best 0.3 at epoch 1; epoch 2 (0.3 again, not strictly greater), 3, 4, 5, 6 do not
-    # improve -> 5 bad epochs after epoch 6 -> stop there; the 0.5 at epoch 7 is never seen.
+    # epochs count from 1: best 0.3 at epoch 2; epochs 3 (0.3 again, not strictly
+    # greater), 4, 5, 6, 7 do not improve -> 5 bad epochs after epoch 7 -> stop there;
+    # the 0.5 at epoch 8 is never seen.
     stopper = EarlyStopping(patience=5)
     seq = [0.1, 0.3, 0.3, 0.2, 0.25, 0.29, 0.28, 0.5]
     stops = []
@@ -77,14 +78,21 @@ def test_early_stopping_on_scripted_sequence():
         if stops[-1]:
             break
     assert stops == [False] * 6 + [True]
-    assert stopper.best_epoch == 1 and stopper.best == 0.3
+    assert stopper.best_epoch == 2 and stopper.best == 0.3 and stopper.epoch == 7
 
 
 def test_early_stopping_resets_on_improvement():
     # without the reset at epoch 2 the bad-epoch count would reach 2 at epoch 3
     stopper = EarlyStopping(patience=2)
     assert [stopper.step(m) for m in [0.5, 0.4, 0.6, 0.6, 0.55]] == [False] * 4 + [True]
-    assert stopper.best_epoch == 2
+    assert stopper.best_epoch == 3
+
+
+def test_early_stopping_waits_for_min_epochs():
+    # patience 2 is exhausted at epoch 3, but stopping may only happen from epoch 6 on
+    stopper = EarlyStopping(patience=2, min_epochs=6)
+    assert [stopper.step(m) for m in [0.5, 0.4, 0.4, 0.3, 0.3, 0.3]] == [False] * 5 + [True]
+    assert stopper.best_epoch == 1
 
 
 # ----------------------------------------------------------------------------- training
@@ -110,7 +118,7 @@ def test_training_beats_chance_on_separable_pixels():
     lines = []
     hist = train_model(model, train, val, TrainConfig(epochs=6, batch_size=32), log=lines.append)
     assert len(lines) == len(hist["epochs"])                  # one progress line per epoch
-    y_true, y_pred = predict_labelled(model, *val)
+    _, y_true, y_pred = evaluate(model, *val)
     assert len(y_true) == 150
     f1 = macro_f1(confusion_matrix(y_true, y_pred, 3))
     assert f1 > 0.9                                          # chance is ~0.33
@@ -127,7 +135,7 @@ def test_training_on_sparse_patches_with_cnn2d():
     hist = train_model(model, (xp[:40], yp[:40]), (xp[40:], yp[40:]),
                        TrainConfig(epochs=5, batch_size=8), log=_quiet)
     assert hist["best_f1"] > 0.8
-    y_true, _ = predict_labelled(model, xp[40:], yp[40:])
+    _, y_true, _ = evaluate(model, xp[40:], yp[40:])
     assert len(y_true) == 20 * 4
 
 
@@ -152,14 +160,15 @@ def test_training_restores_best_weights():
     torch.manual_seed(0)
     model = TempCNN(4, 5, 3, **SMALL)
     states = []                     # weights after each epoch (log is called once per epoch)
-    hist = train_model(model, train, (xv, yv), TrainConfig(epochs=15, patience=3),
+    hist = train_model(model, train, (xv, yv),
+                       TrainConfig(epochs=15, patience=3, min_epochs=0, min_steps=1),
                        log=lambda _: states.append(copy.deepcopy(model.state_dict())))
     last = hist["epochs"][-1]["epoch"]
-    assert hist["best_epoch"] == last - 3 and len(states) == last + 1   # stopped early
-    best, final = states[hist["best_epoch"]], states[-1]
+    assert hist["best_epoch"] == last - 3 and len(states) == last < 15   # stopped early
+    best, final = states[hist["best_epoch"] - 1], states[-1]
     assert not all(torch.equal(v, final[k]) for k, v in best.items())
     assert all(torch.equal(v, best[k]) for k, v in model.state_dict().items())
-    y_true, y_pred = predict_labelled(model, xv, yv)
+    _, y_true, y_pred = evaluate(model, xv, yv)
     assert macro_f1(confusion_matrix(y_true, y_pred, 3)) == pytest.approx(hist["best_f1"])
 
 
@@ -242,3 +251,79 @@ def test_save_checkpoint_validates_inputs(tmp_path):
         save_checkpoint(str(tmp_path / "x.pt"), model, "tempcnn", SMALL,
                         **dict(args, feature_names=["B2"]))
     assert not any(tmp_path.iterdir())
+
+
+class _Recorder(torch.nn.Module):
+    """A 1x1 'model' that records the ids (the input value) of the pixels it is
+    asked to score in training mode."""
+
+    n_classes, halo = 3, 0
+
+    def __init__(self):
+        super().__init__()
+        self.linear = torch.nn.Linear(1, 3)
+        self.seen = []
+
+    def forward(self, x, where=None):
+        z = x[:, :, 0].permute(0, 2, 3, 1)              # (N, H, W, 1)
+        if where is not None:
+            z = z[where]
+        if self.training:
+            self.seen.extend(z[:, 0].round().long().tolist())
+        out = self.linear(z)
+        return out if where is not None else out.permute(0, 3, 1, 2)
+
+
+def test_each_labelled_pixel_counts_once_per_pass_and_copies_as_oversampled():
+    from sits_ref.samples import oversample
+    ids = torch.arange(24, dtype=torch.float32).view(6, 1, 1, 2, 2)   # pixel id = value
+    y = torch.full((6, 2, 2), -1)
+    y[0] = 0
+    y[1, 0] = 0
+    y[2, 0, 0], y[2, 1, 1] = 1, 2
+    y[3] = 2
+    y[4, 1] = 1
+    rows, labels = oversample(y.numpy(), seed=0)
+    model = _Recorder()
+    cfg = TrainConfig(epochs=1, min_epochs=0, min_steps=1, batch_size=2)
+    train_model(model, (ids, torch.from_numpy(labels), torch.from_numpy(rows)),
+                (ids, y), cfg, log=_quiet)
+    counts = np.bincount(model.seen, minlength=24)
+    expected = np.zeros(24, int)
+    for r, lab in zip(rows, labels):
+        expected[4 * r + np.flatnonzero(lab.ravel() >= 0)] += 1
+    assert np.array_equal(counts, expected)
+    # per class, before oversampling each labelled pixel is seen once; with it, class
+    # pixel counts are raised to the median class count (6, 3, 5 -> 5), overshooting by
+    # less than one copy (class 1 copies hold 1 or 2 pixels)
+    per_class = np.bincount(labels[labels >= 0], minlength=3)
+    assert per_class[0] == 6 and per_class[2] == 5 and per_class[1] in (5, 6)
+    seen_class = np.bincount(y.view(-1).numpy()[model.seen], minlength=3)
+    assert np.array_equal(seen_class, per_class)
+    # pixel 4*4+2 (class 1 in sample 4) was seen in its original and in copies only
+    assert counts[:16][y.view(-1)[:16].numpy() < 0].sum() == 0
+
+
+def test_an_epoch_repeats_passes_until_min_steps():
+    ids = torch.arange(40.).view(40, 1, 1, 1, 1)
+    y = (torch.arange(40) % 3).view(40, 1, 1)
+    model = _Recorder()
+    hist = train_model(model, (ids, y), (ids, y),
+                       TrainConfig(epochs=2, min_epochs=0, min_steps=7, batch_size=16),
+                       log=_quiet)
+    # 40 samples by 16 = 3 steps a pass (16, 16, 8 samples); an epoch is 7 steps, so
+    # 2 epochs = 14 steps = 4 whole passes + 2 batches of 16 from the fifth
+    assert [e["passes"] for e in hist["epochs"]] == [pytest.approx(7 / 3)] * 2
+    counts = np.bincount(model.seen, minlength=40)
+    assert set(counts.tolist()) == {4, 5} and counts.sum() == 4 * 40 + 32
+
+
+def test_empty_validation_set_does_not_crash():
+    train = _pixels(30, seed=1)
+    empty = (torch.zeros(0, 4, 5, 1, 1), torch.zeros(0, 1, 1, dtype=torch.long))
+    torch.manual_seed(0)
+    hist = train_model(TempCNN(4, 5, 3, **SMALL), train, empty,
+                       TrainConfig(epochs=3, min_epochs=0, min_steps=1), log=_quiet)
+    assert hist["best_f1"] == 0.0 and hist["best_epoch"] == 1
+    loss, y_true, y_pred = evaluate(TempCNN(4, 5, 3, **SMALL).eval(), *empty)
+    assert loss == 0.0 and len(y_true) == len(y_pred) == 0

@@ -180,7 +180,7 @@ def child(name, manifest, block, forest_path) -> None:
     ds = load_dataset(manifest)
     if name == "forest":
         with open(forest_path, "rb") as f:
-            clf = ForestClassifier(pickle.load(f))
+            clf = ForestClassifier(pickle.load(f), K)
     else:
         torch.manual_seed(0)
         model = build_model(name, C, T, K)
