@@ -49,6 +49,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="optimizer steps per epoch at least; small data repeat passes (20)")
     p.add_argument("--patch-size", type=positive, default=16,
                    help="side of the grid squares the patch CNNs train on (16; paper: 32)")
+    p.add_argument("--ctx-out-of-fold", type=int, default=0, metavar="K",
+                   help="iota2 ctx: training histograms from K superpixel folds "
+                        "(0: from the forest itself, as iota2)")
     p.add_argument("--seed", type=int, default=0, help="split and first run seed (0)")
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     p.add_argument("--out", default="results", help="output folder (results)")
@@ -75,7 +78,7 @@ def main(argv=None) -> int:
     opts = Options(data=os.path.abspath(args.data), out=args.out, models=args.models,
                    runs=args.runs, epochs=args.epochs, patience=args.patience,
                    min_epochs=args.min_epochs, min_steps=args.min_steps,
-                   patch_size=args.patch_size,
+                   patch_size=args.patch_size, ctx_out_of_fold=args.ctx_out_of_fold,
                    seed=args.seed, device=args.device, resume=args.resume)
     if args.quick:
         opts.runs, opts.epochs, opts.min_epochs, opts.min_steps, opts.n_trees = 1, 2, 1, 5, 10

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from . import metrics
-from .context import ObjectContext
+from .context import AutoContext, AutoContextClassifier, Neighbourhood, Superpixels
 from .forest import RandomForest
 from .models import build_model, count_parameters
 from .geotiff import read_window
@@ -55,13 +55,14 @@ class Options:
     patch_size: int = 16      # grid squares; see the README ("Patches") for why not 32
     val_fraction: float = VAL_FRACTION
     n_trees: int = 100
+    ctx_out_of_fold: int = 0  # iota2 ctx training histograms: 0 as iota2, k: k folds
     block: int = 256
     resume: bool = False
 
     def fingerprint(self) -> dict:
         """Settings that change results: a resumed run must share them."""
         keys = ("data", "epochs", "patience", "min_epochs", "min_steps", "seed", "patch_batch",
-                "pixel_batch", "patch_size", "val_fraction", "n_trees")
+                "pixel_batch", "patch_size", "val_fraction", "n_trees", "ctx_out_of_fold")
         return {k: getattr(self, k) for k in keys}
 
 
@@ -115,8 +116,8 @@ class Experiment:
             raise ValueError(f"{dataset.polygon_files['train']}: no valid labelled pixel "
                              "in the training polygons (all outside the grid or nodata)")
         self.norm = Normalizer.fit(self.pixels("train").x)
-        self.context = ObjectContext(dataset, seed=opts.seed) \
-            if "rf_ctx" in opts.models else None
+        self.superpixels = Superpixels(dataset, seed=opts.seed)
+        self._hood = None
         n_val = len(val.members) - len(val.cuts)
         log(f"split: {len(train.members) - len(train.cuts)} train / {n_val} validation "
             f"polygons{f' + {len(train.cuts)} shared' if train.cuts else ''}; "
@@ -169,12 +170,16 @@ class Experiment:
         _, y_true, y_pred = evaluate(model.to(self.opts.device), *self.cnn_data(model, split))
         return y_true, y_pred
 
-    def forest_features(self, name: str, split: str) -> np.ndarray:
+    def forest_features(self, split: str) -> np.ndarray:
+        """(N, F * T) pixel features of ``split``, feature-major."""
         px = self.pixels(split)
-        x = px.x.reshape(len(px.x), px.x.shape[1] * px.x.shape[2])
-        if name == "rf_ctx":
-            x = np.concatenate([x, self.context.for_pixels(px.index)], axis=1)
-        return x
+        return px.x.reshape(len(px.x), px.x.shape[1] * px.x.shape[2])
+
+    def neighbourhood(self) -> Neighbourhood:
+        """The superpixels holding training pixels, for the auto-context forest."""
+        if self._hood is None:
+            self._hood = Neighbourhood(self.superpixels, self.pixels("train").index)
+        return self._hood
 
 
 def map_values(path: str, index: np.ndarray, width: int, band_rows: int = 256) -> np.ndarray:
@@ -272,20 +277,40 @@ class Benchmark:
                         ds.feature_names, extra={"seed": seed, "n_dates": len(ds.dates)})
         return result
 
-    def _forest(self, name, seed) -> RandomForest:
-        exp = self.exp
-        forest = RandomForest(n_trees=self.opts.n_trees, random_state=seed)
-        return forest.fit(exp.forest_features(name, "train"), exp.pixels("train").y)
+    def _forest(self, name, seed):
+        """rf_base: a RandomForest on pixel features; rf_ctx: the auto-context forests."""
+        exp, y = self.exp, self.exp.pixels("train").y
+        if name == "rf_base":
+            return RandomForest(n_trees=self.opts.n_trees, random_state=seed).fit(
+                exp.forest_features("train"), y)
+        model = AutoContext(len(self.ds.classes), seed=seed, n_trees=self.opts.n_trees,
+                            out_of_fold=self.opts.ctx_out_of_fold)
+        return AutoContextClassifier(model.fit(exp.neighbourhood(), y), exp.superpixels)
 
     def _run_forest(self, name, run, seed) -> dict:
         start = time.perf_counter()
         forest = self._forest(name, seed)
         seconds = time.perf_counter() - start
-        preds = {s: (self.exp.pixels(s).y, forest.predict(self.exp.forest_features(name, s)))
-                 for s in self.exp.splits}
-        self.log(f"  [{MODELS[name]} run {run + 1}/{self.opts.runs}] fitted "
-                 f"{self.opts.n_trees} trees in {seconds:.1f} s")
-        return self._record(name, run, seed, seconds, None, preds)
+        prefix = f"  [{MODELS[name]} run {run + 1}/{self.opts.runs}] "
+        self.log(f"{prefix}fitted {self.opts.n_trees} trees in {seconds:.1f} s")
+        if name == "rf_base":
+            return self._record(name, run, seed, seconds, None, {
+                s: (self.exp.pixels(s).y, forest.predict(self.exp.forest_features(s)))
+                for s in self.exp.splits})
+        per_iteration = {s: forest.predict_pixels(self.exp.pixels(s).index)
+                         for s in self.exp.splits}
+        iterations = []
+        for i in range(forest.model.iterations):
+            scores = {f"{s}_macro_f1": evaluation(self.exp.pixels(s).y, per_iteration[s][i],
+                                                  self.ds.class_names)["macro_f1"]
+                      for s in self.exp.splits}
+            iterations.append({"iteration": i, **scores})
+            self.log(f"{prefix}iteration {i}: " + ", ".join(
+                f"{k.replace('_', ' ')} {v:.3f}" for k, v in scores.items()))
+        result = self._record(name, run, seed, seconds, None, {
+            s: (self.exp.pixels(s).y, per_iteration[s][-1]) for s in self.exp.splits})
+        result["iterations"] = iterations
+        return result
 
     def _record(self, name, run, seed, seconds, n_params, preds) -> dict:
         out = {"model": name, "run": run, "seed": seed, "train_seconds": seconds,
@@ -336,9 +361,10 @@ class Benchmark:
         return evaluation(px.y, index[codes], self.ds.class_names)
 
     def _classifier(self, name: str, best: dict):
-        if name in FORESTS:
-            return ForestClassifier(self._forest(name, best["seed"]), len(self.ds.classes),
-                                    self.exp.context if name == "rf_ctx" else None)
+        if name == "rf_base":
+            return ForestClassifier(self._forest(name, best["seed"]), len(self.ds.classes))
+        if name == "rf_ctx":
+            return self._forest(name, best["seed"])
         model, meta = load_checkpoint(self._run_path(name, best["run"], "pt"),
                                       feature_names=self.ds.feature_names,
                                       n_dates=len(self.ds.dates))

@@ -48,8 +48,9 @@ class TorchClassifier:
         self.std = torch.as_tensor(np.asarray(std, np.float32)).view(1, -1, 1, 1, 1)
 
     @torch.inference_mode()
-    def proba(self, feats: np.ndarray) -> np.ndarray:
-        """(T, F, h, w) raw features -> (K, h, w) float32 class probabilities."""
+    def proba(self, feats: np.ndarray, window=None) -> np.ndarray:
+        """(T, F, h, w) raw features -> (K, h, w) float32 class probabilities (the
+        window's place in the scene is not needed)."""
         x = torch.from_numpy(feats.transpose(1, 0, 2, 3).copy())[None]  # our own copy,
         x = x.sub_(self.mean).div_(self.std).to(self.device)           # normalised in place
         return torch.softmax(self.model(x)[0], dim=0).float().cpu().numpy()
@@ -57,7 +58,7 @@ class TorchClassifier:
 
 class ForestClassifier:
     """A fitted :class:`sits_ref.forest.RandomForest` on per-pixel stacked features
-    (F * T values, feature-major), optionally with extra context features.
+    (F * T values, feature-major).
 
     The forest was fitted on class indices 0..K-1 but knows only the classes that had
     training pixels (``forest.classes_``); :meth:`proba` returns all ``n_classes``
@@ -66,18 +67,14 @@ class ForestClassifier:
 
     halo = 0
 
-    def __init__(self, forest, n_classes: int, context=None):
+    def __init__(self, forest, n_classes: int):
         self.forest = forest
         self.n_classes = n_classes
-        self.context = context
 
     def proba(self, feats: np.ndarray, window=None) -> np.ndarray:
-        """(T, F, h, w) features -> (K, h, w) probabilities; ``window`` (row0, col0,
-        h, w) places them in the scene (needed with a context: one context tile)."""
+        """(T, F, h, w) features -> (K, h, w) probabilities."""
         t, f, h, w = feats.shape
         x = feats.transpose(2, 3, 1, 0).reshape(h * w, f * t)
-        if self.context is not None:
-            x = np.concatenate([x, self.context.for_window(window)], axis=1)
         out = np.zeros((self.n_classes, h * w), np.float32)
         out[self.forest.classes_] = self.forest.predict_proba(x).T
         return out.reshape(-1, h, w)
@@ -116,8 +113,8 @@ def band_rows(classifier, dataset, block: int, budget_mb: float = READ_BUDGET_MB
     For a 10980-wide tile of 11 dates x 10 bands a band row costs ~14.5 MB, so the
     default budget gives 37-row bands (31 + 2 x 3 halo rows for the patch CNNs); peak
     memory then depends on the width and on ``block`` (the model's working set),
-    never on the height of the scene. With an object-context forest the height also
-    divides the context tile (blocks must lie inside one tile): 32 rows.
+    never on the height of the scene. With the auto-context forest the height also
+    divides its context square (blocks must lie inside one square): 32 rows.
     """
     per_row = dataset.width * len(dataset.dates) * len(dataset.bands) * READ_BYTES_PER_VALUE
     rows = int(budget_mb * 2 ** 20 // per_row) - 2 * classifier.halo
@@ -129,14 +126,8 @@ def band_rows(classifier, dataset, block: int, budget_mb: float = READ_BUDGET_MB
 
 
 def _context_tile(classifier) -> int | None:
-    context = getattr(classifier, "context", None)
-    return None if context is None else int(context.tile)
-
-
-def _classify(classifier, feats, window) -> np.ndarray:
-    if isinstance(classifier, ForestClassifier):
-        return classifier.proba(feats, window)
-    return classifier.proba(feats)
+    """Side of the squares a context classifier works in (blocks must not cross them)."""
+    return getattr(classifier, "tile", None)
 
 
 def classify_band(classifier, dataset, row0: int, rows: int, block: int):
@@ -158,7 +149,7 @@ def classify_band(classifier, dataset, row0: int, rows: int, block: int):
     for _, c, _, w in blocks(rows, dataset.width, block, rows):
         (_, c0, _, gw), (_, dc) = with_halo((0, c, rows, w), halo, h, dataset.width)
         feats = add_indices(bands[..., c0:c0 + gw], dataset.bands, axis=1)
-        part = _classify(classifier, feats, (r0, c0, h, gw))
+        part = classifier.proba(feats, (r0, c0, h, gw))
         if proba is None:
             proba = np.empty((part.shape[0], rows, dataset.width), np.float32)
         proba[:, :, c:c + w] = part[:, dr:dr + rows, dc:dc + w]

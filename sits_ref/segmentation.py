@@ -1,10 +1,10 @@
-"""Object segmentation and per-object features for "iota2 ctx", in numpy.
+"""SLIC superpixels for "iota2 ctx", in numpy.
 
-The paper's spatially-aware baseline (Derksen et al. 2020) stacks features
-computed on a prior object segmentation onto each pixel's own features.
-We segment with **SLIC-like superpixels** (Achanta et al. 2012) because it
-is simple, vectorises well and yields compact objects of a chosen size,
-close to the regular "superpixel" objects Derksen et al. use.
+The paper's spatially-aware baseline (iota2's auto-context, Derksen et al.
+2020) describes each pixel by the labels predicted in its superpixel
+(:mod:`sits_ref.context`). iota2 segments with SLIC; this is a **SLIC-like**
+segmentation (Achanta et al. 2012): simple, vectorised, compact objects of a
+chosen size.
 
 Layout: ``features`` is **(H, W, F)**, channels last, float (the per-pixel
 stacked features, 13 x T for the paper), so that ``features.reshape(-1, F)``
@@ -29,15 +29,12 @@ What ``slic`` does
 Cost for 1000 x 1000 x 143: one pass over the stack for the projection
 (~F*k flops/pixel), then per iteration 9 distances of k+2 dims per pixel;
 memory ~ a few arrays of H*W floats beyond the input.
-
-``object_features`` returns per pixel the mean and standard deviation of
-each feature over its object (np.bincount), shape (H, W, 2F).
 """
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["slic", "object_features"]
+__all__ = ["slic"]
 
 
 def _check(features):
@@ -113,31 +110,3 @@ def slic(features, n_segments=1000, compactness=1.0, n_iter=5, seed=0, n_compone
             c_pos[has, j] = np.bincount(labels, pos[:, j], n_c)[has] / cnt[has]
     _, labels = np.unique(labels, return_inverse=True)
     return labels.reshape(H, W).astype(np.int32)
-
-
-def object_features(features, labels):
-    """Per-pixel mean and std of each feature over its object.
-
-    features : (H, W, F); labels : (H, W) ints >= 0.
-    Returns (H, W, 2F) float32: [mean_0..mean_{F-1}, std_0..std_{F-1}].
-    Cost: 2F bincounts over H*W pixels plus one gather per output column.
-    """
-    features = _check(features)
-    labels = np.asarray(labels)
-    H, W, F = features.shape
-    if labels.shape != (H, W):
-        raise ValueError(f"labels shape {labels.shape} does not match features {(H, W)}")
-    if labels.min() < 0:
-        raise ValueError("labels must be >= 0")
-    lab = labels.ravel().astype(np.int64)
-    n = lab.max() + 1
-    cnt = np.maximum(np.bincount(lab, minlength=n), 1).astype(np.float64)
-    X = features.reshape(H * W, F)
-    out = np.empty((H * W, 2 * F), dtype=np.float32)
-    for f in range(F):
-        x = X[:, f].astype(np.float64)
-        m = np.bincount(lab, x, n) / cnt
-        v = np.bincount(lab, x * x, n) / cnt - m * m
-        out[:, f] = m[lab]
-        out[:, F + f] = np.sqrt(np.maximum(v, 0))[lab]
-    return out.reshape(H, W, 2 * F)

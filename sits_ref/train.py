@@ -54,23 +54,24 @@ class EarlyStopping:
     best value for ``patience`` consecutive epochs, but never before ``min_epochs``.
 
     ``step(metric)`` is called once per epoch and returns True when training should
-    stop. Epochs are counted from 1 (``epoch`` is the number of epochs done);
-    ``improved`` tells whether this epoch set a new best, ``best`` / ``best_epoch``
-    hold the best so far.
+    stop. Epochs are counted from 1 (``epoch`` is the number of epochs done). The
+    best epoch is the *latest* one that reached the best value (``is_best``): on a
+    small validation set scores repeat, and of two equally scored models the one
+    trained longer is kept. Only a strict improvement resets the patience.
     """
 
     def __init__(self, patience=5, min_epochs=0):
         self.patience, self.min_epochs = patience, min_epochs
         self.best, self.best_epoch = float("-inf"), 0
-        self.epoch, self.bad_epochs, self.improved = 0, 0, False
+        self.epoch, self.bad_epochs, self.is_best = 0, 0, False
 
     def step(self, metric):
         self.epoch += 1
-        self.improved = metric > self.best          # NaN never improves
-        if self.improved:
-            self.best, self.best_epoch, self.bad_epochs = float(metric), self.epoch, 0
-        else:
-            self.bad_epochs += 1
+        improved = metric > self.best               # NaN never improves
+        self.is_best = improved or metric == self.best
+        if self.is_best:
+            self.best, self.best_epoch = float(metric), self.epoch
+        self.bad_epochs = 0 if improved else self.bad_epochs + 1
         return self.bad_epochs >= self.patience and self.epoch >= self.min_epochs
 
 
@@ -189,14 +190,14 @@ def train_model(model, train, val, config=None, log=print):
         val_loss, y_true, y_pred = evaluate(model, Xv, Yv, cfg.eval_batch_size)
         f1 = macro_f1(confusion_matrix(y_true, y_pred, n_classes))
         stop = stopper.step(f1)
-        if stopper.improved:
+        if stopper.is_best:
             best_state = copy.deepcopy(model.state_dict())
         rec = {"epoch": stopper.epoch, "passes": steps / max(steps_per_pass, 1),
                "train_loss": loss_sum / max(n_sum, 1), "val_loss": val_loss,
                "val_f1": f1, "seconds": time.time() - t0}
         history["epochs"].append(rec)
         log(f"epoch {stopper.epoch:3d} | train loss {rec['train_loss']:.4f} | val loss "
-            f"{val_loss:.4f} | val macro-F1 {f1:.4f}{' *' if stopper.improved else ''} | "
+            f"{val_loss:.4f} | val macro-F1 {f1:.4f}{' *' if stopper.is_best else ''} | "
             f"{rec['seconds']:.1f}s")
         if stop:
             break

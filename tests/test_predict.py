@@ -3,7 +3,6 @@ import numpy as np
 import pytest
 import torch
 
-from sits_ref.context import ObjectContext
 from sits_ref.dataset import load_dataset
 from sits_ref.forest import RandomForest
 from sits_ref.geotiff import read_info, read_window, write_geotiff
@@ -44,30 +43,13 @@ def torch_classifier(name, ds):
     return TorchClassifier(model, flat.mean(1), flat.std(1) + 1e-3)
 
 
-class TileContext:
-    """Stand-in for ObjectContext: 2 features from the pixel's grid position; refuses
-    windows that cross a ``tile`` square, as ObjectContext.for_window does."""
-
-    def __init__(self, tile=8):
-        self.tile = tile
-
-    def for_window(self, window, check=True):
-        r, c, h, w = window
-        if check and ((r + h - 1) // self.tile != r // self.tile
-                      or (c + w - 1) // self.tile != c // self.tile):
-            raise ValueError(f"window {window} crosses a tile")
-        rows, cols = np.mgrid[r:r + h, c:c + w]
-        return np.stack([rows % self.tile, cols // self.tile], -1).reshape(-1, 2) \
-            .astype(np.float32) * 0.1
-
-
-def forest_classifier(ds, context=None, n_context=0):
+def forest_classifier(ds):
     rng = np.random.default_rng(0)
-    n_feats = len(ds.feature_names) * len(ds.dates) + n_context
+    n_feats = len(ds.feature_names) * len(ds.dates)
     X = rng.uniform(-0.2, 0.6, (300, n_feats)).astype(np.float32)
     y = (X[:, 2] + X[:, -1] > 0.4).astype(int)
     forest = RandomForest(n_trees=5, min_samples_split=4, random_state=0).fit(X, y)
-    return ForestClassifier(forest, len(ds.classes), context)
+    return ForestClassifier(forest, len(ds.classes))
 
 
 def whole_image_proba(clf, ds):
@@ -75,11 +57,6 @@ def whole_image_proba(clf, ds):
     if isinstance(clf, ForestClassifier):
         t, f, h, w = feats.shape
         x = feats.transpose(2, 3, 1, 0).reshape(h * w, f * t)
-        if clf.context is not None:
-            ctx = (clf.context.for_window((0, 0, h, w), check=False)
-                   if isinstance(clf.context, TileContext)
-                   else clf.context.for_window((0, 0, h, w)))
-            x = np.concatenate([x, ctx], axis=1)
         return clf.forest.predict_proba(x).T.reshape(-1, h, w), valid
     return clf.proba(feats), valid
 
@@ -133,23 +110,17 @@ def test_blocked_forest_equals_whole_image(scene, tmp_path):
                                [(5, 384), (7, 384), (16, TINY_BUDGET)])
 
 
-def test_blocked_forest_with_context_stays_inside_context_tiles(scene, tmp_path):
-    clf = forest_classifier(scene, TileContext(tile=8), n_context=2)
-    check_blocked_equals_whole(clf, scene, tmp_path, [(4, 384), (8, 384), (2, 0.02)])
+class _SquareClassifier:
+    """Any classifier working in context squares (as the auto-context forest)."""
+    halo, tile = 0, 8
+
+
+def test_band_height_divides_the_context_square(scene, tmp_path):
+    clf = _SquareClassifier()
+    # a 7-row budget gives 4-row bands, the largest divisor of the 8-px square
     assert band_rows(clf, scene, 8, budget_mb=7 * scene.width * 144 / 2 ** 20) == 4
     with pytest.raises(ValueError, match="divide"):
         predict_scene(clf, scene, tmp_path / "m.tif", block=5, log=None)
-
-
-def test_blocked_forest_with_object_context(scene, tmp_path):
-    ctx = ObjectContext(scene, tile=16, object_size=3)
-    n_context = ctx.for_window((0, 0, 1, 1)).shape[1]
-    clf = forest_classifier(scene, ctx, n_context)
-    whole_map = tmp_path / "whole.tif"
-    blocked_map = tmp_path / "blocked.tif"
-    predict_scene(clf, scene, whole_map, block=16, log=None)
-    predict_scene(clf, scene, blocked_map, block=4, budget_mb=TINY_BUDGET, log=None)
-    np.testing.assert_array_equal(read_window(whole_map), read_window(blocked_map))
 
 
 def test_outputs_are_georeferenced_class_maps(scene, tmp_path):

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from sits_ref.segmentation import object_features, slic
+from sits_ref.segmentation import slic
 
 
 def quadrants(noise=0.05, seed=0):
@@ -36,19 +36,8 @@ def test_slic_follows_boundaries_off_the_grid():
     assert not np.intersect1d(np.unique(left), np.unique(right)).size
 
 
-def test_object_features_by_hand():
-    f = np.array([[[1.0], [3.0]], [[10.0], [10.0]]])  # (2, 2, 1)
-    labels = np.array([[0, 0], [1, 1]])
-    out = object_features(f, labels)
-    assert out.shape == (2, 2, 2)
-    np.testing.assert_allclose(out[0, 0], [2.0, 1.0])  # mean 2, std 1
-    np.testing.assert_allclose(out[1, 1], [10.0, 0.0])
-
-
 def test_bad_input():
     with pytest.raises(ValueError, match=r"\(H, W, F\)"):
         slic(np.zeros((4, 4)))
     with pytest.raises(ValueError, match="NaN"):
         slic(np.full((4, 4, 2), np.nan))
-    with pytest.raises(ValueError, match="does not match"):
-        object_features(np.zeros((4, 4, 2)), np.zeros((3, 4), dtype=int))

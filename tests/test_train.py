@@ -69,7 +69,7 @@ def test_masked_loss_without_labels_is_zero_with_grad():
 def test_early_stopping_on_scripted_sequence():
     # epochs count from 1: best 0.3 at epoch 2; epochs 3 (0.3 again, not strictly
     # greater), 4, 5, 6, 7 do not improve -> 5 bad epochs after epoch 7 -> stop there;
-    # the 0.5 at epoch 8 is never seen.
+    # the 0.5 at epoch 8 is never seen. The best epoch is the latest with 0.3: epoch 3.
     stopper = EarlyStopping(patience=5)
     seq = [0.1, 0.3, 0.3, 0.2, 0.25, 0.29, 0.28, 0.5]
     stops = []
@@ -78,14 +78,22 @@ def test_early_stopping_on_scripted_sequence():
         if stops[-1]:
             break
     assert stops == [False] * 6 + [True]
-    assert stopper.best_epoch == 2 and stopper.best == 0.3 and stopper.epoch == 7
+    assert stopper.best_epoch == 3 and stopper.best == 0.3 and stopper.epoch == 7
 
 
 def test_early_stopping_resets_on_improvement():
     # without the reset at epoch 2 the bad-epoch count would reach 2 at epoch 3
     stopper = EarlyStopping(patience=2)
     assert [stopper.step(m) for m in [0.5, 0.4, 0.6, 0.6, 0.55]] == [False] * 4 + [True]
-    assert stopper.best_epoch == 3
+    assert stopper.best_epoch == 4                      # the tie at epoch 4 is kept
+
+
+def test_a_tie_moves_the_best_epoch_but_does_not_reset_patience():
+    stopper = EarlyStopping(patience=3)
+    steps = [stopper.step(m) for m in [0.5, 0.7, 0.6, 0.7, 0.65]]
+    # strict best at epoch 2; epochs 3, 4 (tie), 5 are 3 bad epochs -> stop at 5
+    assert steps == [False] * 4 + [True]
+    assert stopper.best_epoch == 4 and stopper.best == 0.7
 
 
 def test_early_stopping_waits_for_min_epochs():
@@ -164,7 +172,7 @@ def test_training_restores_best_weights():
                        TrainConfig(epochs=15, patience=3, min_epochs=0, min_steps=1),
                        log=lambda _: states.append(copy.deepcopy(model.state_dict())))
     last = hist["epochs"][-1]["epoch"]
-    assert hist["best_epoch"] == last - 3 and len(states) == last < 15   # stopped early
+    assert last - 3 <= hist["best_epoch"] and len(states) == last < 15   # stopped early
     best, final = states[hist["best_epoch"] - 1], states[-1]
     assert not all(torch.equal(v, final[k]) for k, v in best.items())
     assert all(torch.equal(v, best[k]) for k, v in model.state_dict().items())
@@ -324,6 +332,6 @@ def test_empty_validation_set_does_not_crash():
     torch.manual_seed(0)
     hist = train_model(TempCNN(4, 5, 3, **SMALL), train, empty,
                        TrainConfig(epochs=3, min_epochs=0, min_steps=1), log=_quiet)
-    assert hist["best_f1"] == 0.0 and hist["best_epoch"] == 1
+    assert hist["best_f1"] == 0.0 and hist["best_epoch"] == 3      # latest of the ties
     loss, y_true, y_pred = evaluate(TempCNN(4, 5, 3, **SMALL).eval(), *empty)
     assert loss == 0.0 and len(y_true) == len(y_pred) == 0

@@ -51,8 +51,10 @@ C, T, K = 13, 11, 8
 TILE = 10980
 BANDS = ["B2", "B3", "B4", "B8", "B5", "B6", "B7", "B8A", "B11", "B12"]
 NAMES = {"tempcnn": "TempCNN", "cnn2d": "2D-CNN", "cnn3d": "3D-CNN",
-         "spatiotempcnn": "SpatioTempCNN", "forest": "RF (100 trees)"}
-BUDGET_GIB = {"tempcnn": 1.5, "cnn2d": 1.5, "forest": 1.5, "cnn3d": 3.0, "spatiotempcnn": 3.0}
+         "spatiotempcnn": "SpatioTempCNN", "forest": "RF (100 trees)",
+         "forest_ctx": "RF ctx (3 x 100)"}
+BUDGET_GIB = {"tempcnn": 1.5, "cnn2d": 1.5, "forest": 1.5, "forest_ctx": 1.5, "cnn3d": 3.0,
+              "spatiotempcnn": 3.0}
 FAST = ("tempcnn", "cnn2d")          # the models with the speed targets
 
 
@@ -118,18 +120,30 @@ def model_throughput(name, block) -> dict:
     return {"flops": flops_per_pixel(model), "px_s": block ** 2 / seconds}
 
 
-def sample_forest(n_trees=100, seed=0):
-    """RandomForest fitted on the labelled training pixels of data_sample."""
+def sample_pixels():
+    """The sample dataset and its labelled training pixels."""
     from sits_ref.dataset import load_dataset
-    from sits_ref.forest import RandomForest
-    from sits_ref.samples import SampleBuilder
+    from sits_ref.samples import SampleBuilder, Split
     ds = load_dataset(os.path.join(ROOT, "data_sample", "manifest.json"))
     polygons = ds.polygons("train")
-    pix = SampleBuilder(ds, polygons).pixels(np.arange(len(polygons)))
+    return ds, SampleBuilder(ds, polygons).pixels(Split(np.arange(len(polygons))))
+
+
+def sample_forest(n_trees=100, seed=0):
+    """RandomForest fitted on the labelled training pixels of data_sample."""
+    from sits_ref.forest import RandomForest
+    _, pix = sample_pixels()
     X = pix.x.reshape(len(pix.x), -1)              # (N, F * T), F-major like inference
     t = time.perf_counter()
     forest = RandomForest(n_trees=n_trees, random_state=seed).fit(X, pix.y)
     return forest, X, time.perf_counter() - t
+
+
+def sample_auto_context(seed=0):
+    """iota2 ctx (3 iterations of 100 trees) fitted on the sample's training pixels."""
+    from sits_ref.context import AutoContext, Neighbourhood, Superpixels
+    ds, pix = sample_pixels()
+    return AutoContext(K, seed=seed).fit(Neighbourhood(Superpixels(ds), pix.index), pix.y)
 
 
 def forest_throughput(forest, X, block) -> float:
@@ -181,6 +195,10 @@ def child(name, manifest, block, forest_path) -> None:
     if name == "forest":
         with open(forest_path, "rb") as f:
             clf = ForestClassifier(pickle.load(f), K)
+    elif name == "forest_ctx":
+        from sits_ref.context import AutoContextClassifier, Superpixels
+        with open(forest_path.replace(".pkl", "_ctx.pkl"), "rb") as f:
+            clf = AutoContextClassifier(pickle.load(f), Superpixels(ds))
     else:
         torch.manual_seed(0)
         model = build_model(name, C, T, K)
@@ -209,7 +227,8 @@ def main():
     ap.add_argument("--rows-3d", type=int, default=192, help="rows for the 3D models")
     ap.add_argument("--width", type=int, default=TILE, help="end-to-end scene width")
     ap.add_argument("--workdir", default="/tmp/sits_bench_inference")
-    ap.add_argument("--models", default="tempcnn,cnn2d,cnn3d,spatiotempcnn,forest")
+    ap.add_argument("--models",
+                    default="tempcnn,cnn2d,cnn3d,spatiotempcnn,forest,forest_ctx")
     ap.add_argument("--skip-e2e", action="store_true")
     ap.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -229,7 +248,7 @@ def main():
     print(f"{'model':<15}{'MFLOP/px':>9}{'px/s':>10}{'bound px/s':>12}{'bound/meas':>11}"
           f"{'tile (min)':>11}")
     checks = []
-    for name in [m for m in models if m != "forest"]:
+    for name in [m for m in models if not m.startswith("forest")]:
         r = model_throughput(name, args.block)
         bound = rate * 1e9 / r["flops"]
         ratio = bound / r["px_s"]
@@ -250,6 +269,10 @@ def main():
         os.makedirs(args.workdir, exist_ok=True)
         with open(forest_path, "wb") as f:
             pickle.dump(forest, f)
+    if "forest_ctx" in models:
+        os.makedirs(args.workdir, exist_ok=True)
+        with open(forest_path.replace(".pkl", "_ctx.pkl"), "wb") as f:
+            pickle.dump(sample_auto_context(), f)
 
     if not args.skip_e2e:
         print(f"\n(c) end to end predict_scene (block {args.e2e_block}, default memory "
