@@ -66,6 +66,18 @@ class Superpixels:
         per_row = -(-self.ds.width // self.tile)
         return (np.asarray(rows) // self.tile) * per_row + np.asarray(cols) // self.tile
 
+    def locate(self, flat_index) -> tuple[np.ndarray, np.ndarray]:
+        """(square, position within the square's h * w pixels) of each pixel given as
+        row * width + col."""
+        rows, cols = np.divmod(np.asarray(flat_index, np.int64), self.ds.width)
+        squares = self.square_of(rows, cols)
+        local = np.empty_like(rows)
+        for square in np.unique(squares):
+            sel = squares == square
+            r0, c0, _, w = self.window(square)
+            local[sel] = (rows[sel] - r0) * w + cols[sel] - c0
+        return squares, local
+
     def window(self, square: int) -> tuple:
         """(row0, col0, h, w) of a square, clipped to the grid."""
         tr, tc = divmod(int(square), -(-self.ds.width // self.tile))
@@ -96,18 +108,14 @@ class Neighbourhood:
     """
 
     def __init__(self, superpixels: Superpixels, flat_index):
-        rows, cols = np.divmod(np.asarray(flat_index, np.int64), superpixels.ds.width)
-        squares = superpixels.square_of(rows, cols)
-        xs, segs, self.at = [], [], np.zeros(len(rows), np.int64)
+        squares, local = superpixels.locate(flat_index)
+        xs, segs, self.at = [], [], np.zeros(len(squares), np.int64)
         offset = n_pixels = 0
         for square in np.unique(squares):
             x, seg, valid = superpixels.read(square)
-            r0, c0, _, w = superpixels.window(square)
             sel = np.flatnonzero(squares == square)
-            local = (rows[sel] - r0) * w + cols[sel] - c0
-            keep = valid & np.isin(seg, seg[local])
-            members = np.flatnonzero(keep)
-            self.at[sel] = n_pixels + np.searchsorted(members, local)
+            members = np.flatnonzero(valid & np.isin(seg, seg[local[sel]]))
+            self.at[sel] = n_pixels + np.searchsorted(members, local[sel])
             xs.append(x[members])
             segs.append(seg[members] + offset)
             offset += int(seg.max()) + 1
@@ -236,13 +244,10 @@ class AutoContextClassifier:
     def predict_pixels(self, flat_index) -> list[np.ndarray]:
         """Predicted class index of each pixel (row * width + col) after each
         iteration: a list of ``iterations`` arrays (N,)."""
-        rows, cols = np.divmod(np.asarray(flat_index, np.int64), self.superpixels.ds.width)
-        squares = self.superpixels.square_of(rows, cols)
-        out = [np.zeros(len(rows), np.int64) for _ in self.model.forests]
+        squares, local = self.superpixels.locate(flat_index)
+        out = [np.zeros(len(squares), np.int64) for _ in self.model.forests]
         for square in np.unique(squares):
             sel = np.flatnonzero(squares == square)
-            r0, c0, _, w = self.superpixels.window(square)
-            local = (rows[sel] - r0) * w + cols[sel] - c0
             for k, proba in enumerate(self.square_probas(square)):
-                out[k][sel] = proba[local].argmax(1)
+                out[k][sel] = proba[local[sel]].argmax(1)
         return out

@@ -196,10 +196,9 @@ def test_map_rescored_equals_reported_scores_with_a_class_never_trained(
 # ----------------------------------------------------------------------------- small data
 
 def _one_polygon_per_class(manifest, tmp_path, size, extra=()):
-    from conftest import square, write_shapefile
+    from conftest import edit_manifest, square, write_shapefile
     write_shapefile(tmp_path / "one.shp", [([square(1, 1, size)], 1),
                                             ([square(14, 2, size)], 2), *extra])
-    from conftest import edit_manifest
     edit_manifest(manifest, train_polygons="one.shp")
 
 
@@ -232,3 +231,21 @@ def test_empty_validation_set_runs_every_model(tiny_dataset, tmp_path):
     for model in results["models"].values():
         assert model["runs"][0]["val"]["n_pixels"] == 0
         assert model["val_macro_f1_mean"] == 0.0
+
+
+def test_score_map_reads_the_scores_from_the_map_file(tiny_dataset, tmp_path):
+    """score_map scores whatever the GeoTIFF holds: a hand-made map with a known error."""
+    from sits_ref.benchmark import Options
+    from sits_ref.geotiff import write_geotiff
+    ds = load_dataset(tiny_dataset)
+    bench = Benchmark(ds, Options(data=str(tiny_dataset), out=str(tmp_path / "o"),
+                                  models=["rf_base"]), log=lambda *a: None)
+    classes = np.ones((ds.height, ds.width), np.uint8)
+    classes[:, 12:] = 2                       # the truth: class 1 left, class 2 right
+    px = bench.exp.pixels("val")
+    wrong = px.index[px.y == 0][:3]           # 3 validation pixels of class 1 -> 2
+    classes.ravel()[wrong] = 2
+    write_geotiff(tmp_path / "map.tif", classes, ds.georef, nodata=0)
+    scores = bench.score_map(str(tmp_path / "map.tif"), "val")
+    n1, n2 = int((px.y == 0).sum()), int((px.y == 1).sum())
+    assert scores["confusion_matrix"] == [[n1 - 3, 3], [0, n2]]
