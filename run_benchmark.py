@@ -16,8 +16,14 @@ import sys
 import time
 import warnings
 
+import torch
+
+from sits_ref.atomic import write_json, write_text
+from sits_ref.benchmark import MODELS, Benchmark, Options
+from sits_ref.dataset import DatasetError, load_dataset
+from sits_ref.report import table_rows, to_markdown, to_text, write_confusions
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-MODEL_CHOICES = ("tempcnn", "cnn3d", "cnn2d", "spatiotempcnn", "rf_ctx", "rf_base")
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -38,8 +44,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = OneLineParser(prog="run_benchmark.py", description=__doc__.split("\n")[0])
     p.add_argument("--data", default=os.path.join(HERE, "data_sample", "manifest.json"),
                    help="dataset manifest (default: the bundled sample)")
-    p.add_argument("--models", nargs="+", choices=MODEL_CHOICES, default=list(MODEL_CHOICES),
-                   metavar="MODEL", help=f"subset of {', '.join(MODEL_CHOICES)}")
+    p.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS),
+                   metavar="MODEL", help=f"subset of {', '.join(MODELS)}")
     p.add_argument("--runs", type=positive, default=5, help="trainings per model (5)")
     p.add_argument("--epochs", type=positive, default=100, help="maximum epochs (100)")
     p.add_argument("--patience", type=positive, default=5, help="early-stopping patience (5)")
@@ -61,7 +67,6 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="skip runs already finished in --out")
     args = p.parse_args(argv)
     if args.device.startswith("cuda"):
-        import torch
         if not torch.cuda.is_available():
             p.error("--device cuda: no CUDA device is available")
     elif args.device != "cpu":
@@ -71,9 +76,6 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from sits_ref.benchmark import Benchmark, Options, write_json
-    from sits_ref.dataset import DatasetError, load_dataset
-    from sits_ref.report import table_rows, to_markdown, to_text, write_confusions, write_text
 
     opts = Options(data=os.path.abspath(args.data), out=args.out, models=args.models,
                    runs=args.runs, epochs=args.epochs, patience=args.patience,

@@ -21,19 +21,22 @@ import numpy as np
 import torch
 
 from . import metrics
+from .atomic import write_json
 from .context import AutoContext, AutoContextClassifier, Neighbourhood, Superpixels
+from .fast import fast_model
 from .forest import RandomForest
-from .models import build_model, count_parameters
+from .models import MODELS as CNNS, build_model, count_parameters
 from .geotiff import read_window
 from .predict import ForestClassifier, TorchClassifier, predict_scene
 from .samples import (VAL_FRACTION, Normalizer, Pixels, SampleBuilder, Split, Tiles,
                       oversample, split_polygons)
-from .train import TrainConfig, evaluate, load_checkpoint, save_checkpoint, train_model
+from .checkpoint import load_checkpoint, save_checkpoint
+from .train import TrainConfig, evaluate, train_model
 
-# Column order and names of the paper's Table 4.
-MODELS = {"tempcnn": "TempCNN", "cnn3d": "3D-CNN", "cnn2d": "2D-CNN",
-          "spatiotempcnn": "SpatioTempCNN", "rf_ctx": "iota2 ctx", "rf_base": "iota2 base"}
-FORESTS = ("rf_base", "rf_ctx")
+FORESTS = {"rf_ctx": "iota2 ctx", "rf_base": "iota2 base"}
+# Every model of the benchmark, name -> display name, in the column order of the
+# paper's Table 4: the CNNs of sits_ref.models, then the forests.
+MODELS = {**{name: cnn.display_name for name, cnn in CNNS.items()}, **FORESTS}
 
 
 @dataclass
@@ -43,20 +46,21 @@ class Options:
     data: str
     out: str = "results"
     models: list = field(default_factory=lambda: list(MODELS))
-    runs: int = 5
+    runs: int = 5             # the paper's 5 trainings per model
     epochs: int = 100         # at most: early stopping ends training (see train.py)
     patience: int = 5         # the paper's
     min_epochs: int = 10      # early stopping may not trigger before
     min_steps: int = 20       # optimizer steps per epoch at least (small data)
     seed: int = 0
     device: str = "cpu"
-    patch_batch: int = 8      # tiles (patch_size + 2 halo pixels a side) per step
+    patch_batch: int = 8      # tiles per step (8 x 22 x 22 inputs): sparse labels give few
+                              # tiles, small batches give more optimizer steps per pass
     pixel_batch: int = 32     # pixels per step for TempCNN (its original batch size)
     patch_size: int = 16      # grid squares; see the README ("Patches") for why not 32
     val_fraction: float = VAL_FRACTION
-    n_trees: int = 100
+    n_trees: int = 100        # the paper's forest (section 2.1)
     ctx_out_of_fold: int = 0  # iota2 ctx training histograms: 0 as iota2, k: k folds
-    block: int = 256
+    block: int = 256          # whole-scene map blocks, pixels a side (memory, not results)
     resume: bool = False
 
     def fingerprint(self) -> dict:
@@ -66,23 +70,9 @@ class Options:
         return {k: getattr(self, k) for k in keys}
 
 
-def write_json(path: str, obj) -> None:
-    """Write JSON atomically (temporary name, then rename)."""
-    tmp = path + ".partial"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1)
-    os.replace(tmp, path)
-
-
-def evaluation(y_true: np.ndarray, y_pred: np.ndarray, class_names) -> dict:
-    """Confusion matrix, OA, kappa, per-class precision / recall / F1, macro-F1."""
-    cm = metrics.confusion_matrix(y_true, y_pred, len(class_names))
-    precision, recall, f1 = metrics.precision_recall_f1(cm)
-    return {"n_pixels": int(cm.sum()), "confusion_matrix": cm.tolist(),
-            "overall_accuracy": float(metrics.overall_accuracy(cm)),
-            "kappa": float(metrics.cohen_kappa(cm)), "macro_f1": float(metrics.macro_f1(cm)),
-            "precision": [float(v) for v in precision], "recall": [float(v) for v in recall],
-            "f1": [float(v) for v in f1]}
+def evaluation(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> dict:
+    """:func:`sits_ref.metrics.scores` of class indices ``y_pred`` against ``y_true``."""
+    return metrics.scores(metrics.confusion_matrix(y_true, y_pred, n_classes))
 
 
 class Experiment:
@@ -167,7 +157,8 @@ class Experiment:
 
     def cnn_predictions(self, model, split: str):
         """(y_true, y_pred) over the labelled pixels of ``split``, each once."""
-        _, y_true, y_pred = evaluate(model.to(self.opts.device), *self.cnn_data(model, split))
+        fast = fast_model(model.to(self.opts.device).eval())
+        _, y_true, y_pred = evaluate(fast, *self.cnn_data(model, split), device=self.opts.device)
         return y_true, y_pred
 
     def forest_features(self, split: str) -> np.ndarray:
@@ -193,6 +184,72 @@ def map_values(path: str, index: np.ndarray, width: int, band_rows: int = 256) -
         band = read_window(path, (int(r0), 0, int(r1 - r0), width))[0]
         out[sel] = band[rows[sel] - r0, cols[sel]]
     return out
+
+
+def train_cnn(exp: Experiment, name: str, seed: int, log=print):
+    """One training run of CNN ``name`` (registry name) with ``seed``, on the oversampled
+    training set, early-stopped on the validation set: (trained model, history)."""
+    opts, ds = exp.opts, exp.ds
+    torch.manual_seed(seed)                                    # initial weights
+    model = build_model(name, len(ds.feature_names), len(ds.dates), len(ds.classes))
+    config = TrainConfig(epochs=opts.epochs, patience=opts.patience,
+                         min_epochs=min(opts.min_epochs, opts.epochs), min_steps=opts.min_steps,
+                         batch_size=opts.pixel_batch if model.halo == 0 else opts.patch_batch,
+                         seed=seed, device=opts.device)
+    history = train_model(model, exp.training_data(model, seed), exp.cnn_data(model, "val"),
+                          config, log=log, inference=fast_model)
+    return model, history
+
+
+def fit_forest(exp: Experiment, name: str, seed: int):
+    """rf_base: a RandomForest on pixel features; rf_ctx: the auto-context forests
+    (an :class:`AutoContextClassifier`)."""
+    y = exp.pixels("train").y
+    if name == "rf_base":
+        return RandomForest(n_trees=exp.opts.n_trees, random_state=seed).fit(
+            exp.forest_features("train"), y)
+    model = AutoContext(len(exp.ds.classes), seed=seed, n_trees=exp.opts.n_trees,
+                        out_of_fold=exp.opts.ctx_out_of_fold)
+    return AutoContextClassifier(model.fit(exp.neighbourhood(), y), exp.superpixels)
+
+
+def iteration_scores(exp: Experiment, per_iteration: dict) -> list[dict]:
+    """Macro-F1 of each auto-context iteration: [{iteration, val_macro_f1,
+    test_macro_f1}], from ``per_iteration`` = {split: [predicted class indices of the
+    split's labelled pixels, one array per iteration]}."""
+    n_classes = len(exp.ds.classes)
+    scores = []
+    for i in range(len(per_iteration["val"])):
+        row = {"iteration": i}
+        for split, preds in per_iteration.items():
+            y_true = exp.pixels(split).y
+            row[f"{split}_macro_f1"] = evaluation(y_true, preds[i], n_classes)["macro_f1"]
+        scores.append(row)
+    return scores
+
+
+def best_run_classifier(exp: Experiment, name: str, best: dict, checkpoint: str):
+    """The classifier of the best run, for the scene map: a forest is fitted again with
+    the run's seed (the same forest), a CNN is read from its ``checkpoint``."""
+    if name == "rf_base":
+        return ForestClassifier(fit_forest(exp, name, best["seed"]), len(exp.ds.classes))
+    if name == "rf_ctx":
+        return fit_forest(exp, name, best["seed"])
+    model, meta = load_checkpoint(checkpoint, feature_names=exp.ds.feature_names,
+                                  n_dates=len(exp.ds.dates))
+    return TorchClassifier(model, meta["norm_mean"], meta["norm_std"], exp.opts.device)
+
+
+def score_map(path: str, pixels: Pixels, class_codes, width: int) -> dict:
+    """Scores of a class-map GeoTIFF (class codes) on labelled ``pixels`` (class
+    indices, flat indices into a grid ``width`` wide), each pixel once."""
+    codes = map_values(path, pixels.index, width)
+    if not np.isin(codes, class_codes).all():
+        raise ValueError(f"{path}: labelled pixels hold codes {sorted(set(codes.tolist()))}"
+                         f", expected class codes {list(class_codes)}")
+    index = np.zeros(256, np.int64)           # class code -> class index
+    index[class_codes] = np.arange(len(class_codes))
+    return evaluation(pixels.y, index[codes], len(class_codes))
 
 
 class Benchmark:
@@ -253,18 +310,9 @@ class Benchmark:
 
     def _run_cnn(self, name, run, seed) -> dict:
         exp, ds = self.exp, self.ds
-        torch.manual_seed(seed)
-        model = build_model(name, len(ds.feature_names), len(ds.dates), len(ds.classes))
-        config = TrainConfig(epochs=self.opts.epochs, patience=self.opts.patience,
-                             min_epochs=min(self.opts.min_epochs, self.opts.epochs),
-                             min_steps=self.opts.min_steps,
-                             batch_size=self.opts.pixel_batch if model.halo == 0
-                             else self.opts.patch_batch, seed=seed,
-                             device=self.opts.device)
         prefix = f"  [{MODELS[name]} run {run + 1}/{self.opts.runs}] "
         start = time.perf_counter()
-        history = train_model(model, exp.training_data(model, seed), exp.cnn_data(model, "val"),
-                              config, log=lambda line: self.log(prefix + line))
+        model, history = train_cnn(exp, name, seed, log=lambda line: self.log(prefix + line))
         seconds = time.perf_counter() - start
         result = self._record(name, run, seed, seconds, count_parameters(model),
                               {s: exp.cnn_predictions(model, s) for s in exp.splits})
@@ -277,19 +325,9 @@ class Benchmark:
                         ds.feature_names, extra={"seed": seed, "n_dates": len(ds.dates)})
         return result
 
-    def _forest(self, name, seed):
-        """rf_base: a RandomForest on pixel features; rf_ctx: the auto-context forests."""
-        exp, y = self.exp, self.exp.pixels("train").y
-        if name == "rf_base":
-            return RandomForest(n_trees=self.opts.n_trees, random_state=seed).fit(
-                exp.forest_features("train"), y)
-        model = AutoContext(len(self.ds.classes), seed=seed, n_trees=self.opts.n_trees,
-                            out_of_fold=self.opts.ctx_out_of_fold)
-        return AutoContextClassifier(model.fit(exp.neighbourhood(), y), exp.superpixels)
-
     def _run_forest(self, name, run, seed) -> dict:
         start = time.perf_counter()
-        forest = self._forest(name, seed)
+        forest = fit_forest(self.exp, name, seed)
         seconds = time.perf_counter() - start
         prefix = f"  [{MODELS[name]} run {run + 1}/{self.opts.runs}] "
         self.log(f"{prefix}fitted {self.opts.n_trees} trees in {seconds:.1f} s")
@@ -299,14 +337,10 @@ class Benchmark:
                 for s in self.exp.splits})
         per_iteration = {s: forest.predict_pixels(self.exp.pixels(s).index)
                          for s in self.exp.splits}
-        iterations = []
-        for i in range(forest.model.iterations):
-            scores = {f"{s}_macro_f1": evaluation(self.exp.pixels(s).y, per_iteration[s][i],
-                                                  self.ds.class_names)["macro_f1"]
-                      for s in self.exp.splits}
-            iterations.append({"iteration": i, **scores})
-            self.log(f"{prefix}iteration {i}: " + ", ".join(
-                f"{k.replace('_', ' ')} {v:.3f}" for k, v in scores.items()))
+        iterations = iteration_scores(self.exp, per_iteration)
+        for it in iterations:
+            self.log(f"{prefix}iteration {it['iteration']}: " + ", ".join(
+                f"{k.replace('_', ' ')} {v:.3f}" for k, v in it.items() if k != "iteration"))
         result = self._record(name, run, seed, seconds, None, {
             s: (self.exp.pixels(s).y, per_iteration[s][-1]) for s in self.exp.splits})
         result["iterations"] = iterations
@@ -316,7 +350,7 @@ class Benchmark:
         out = {"model": name, "run": run, "seed": seed, "train_seconds": seconds,
                "n_parameters": n_params}
         for split, (y_true, y_pred) in preds.items():
-            out[split] = evaluation(y_true, y_pred, self.ds.class_names)
+            out[split] = evaluation(y_true, y_pred, len(self.ds.classes))
         self.log(f"  [{MODELS[name]} run {run + 1}/{self.opts.runs}] "
                  + ", ".join(f"{s} macro-F1 {out[s]['macro_f1']:.3f}" for s in preds)
                  + f" ({seconds:.1f} s)")
@@ -326,7 +360,7 @@ class Benchmark:
         """Best run (validation macro-F1), its scene map, and mean +- std over runs.
 
         The best run's validation and test scores are then re-computed from the map
-        file itself (:meth:`score_map`), so the table's per-class F1 are the scores of
+        file itself (:func:`score_map`), so the table's per-class F1 are the scores of
         the map the user receives.
         """
         best = max(runs, key=lambda r: r["val"]["macro_f1"])
@@ -335,7 +369,8 @@ class Benchmark:
                    "train_seconds_mean": float(np.mean([r["train_seconds"] for r in runs]))}
         summary.update(self._map(name, best))
         for split in self.exp.splits:
-            rescored = self.score_map(os.path.join(self.opts.out, summary["map"]), split)
+            rescored = score_map(os.path.join(self.opts.out, summary["map"]),
+                                 self.exp.pixels(split), self.ds.class_codes, self.ds.width)
             if rescored["confusion_matrix"] != best[split]["confusion_matrix"]:
                 self.log(f"  [{MODELS[name]}] {split}: map scores macro-F1 "
                          f"{rescored['macro_f1']:.4f}, tiles {best[split]['macro_f1']:.4f} "
@@ -348,28 +383,6 @@ class Benchmark:
             summary[f"{split}_macro_f1_std"] = float(np.std(scores))
         return summary
 
-    def score_map(self, path: str, split: str) -> dict:
-        """Scores of a class-map GeoTIFF (class codes) on the labelled pixels of
-        ``split``, each pixel once."""
-        px = self.exp.pixels(split)
-        codes = map_values(path, px.index, self.ds.width)
-        if not np.isin(codes, self.ds.class_codes).all():
-            raise ValueError(f"{path}: labelled pixels hold codes {sorted(set(codes.tolist()))}"
-                             f", expected class codes {self.ds.class_codes}")
-        index = np.zeros(256, np.int64)           # class code -> class index
-        index[self.ds.class_codes] = np.arange(len(self.ds.class_codes))
-        return evaluation(px.y, index[codes], self.ds.class_names)
-
-    def _classifier(self, name: str, best: dict):
-        if name == "rf_base":
-            return ForestClassifier(self._forest(name, best["seed"]), len(self.ds.classes))
-        if name == "rf_ctx":
-            return self._forest(name, best["seed"])
-        model, meta = load_checkpoint(self._run_path(name, best["run"], "pt"),
-                                      feature_names=self.ds.feature_names,
-                                      n_dates=len(self.ds.dates))
-        return TorchClassifier(model, meta["norm_mean"], meta["norm_std"], self.opts.device)
-
     def _map(self, name: str, best: dict) -> dict:
         maps = os.path.join(self.opts.out, "maps")
         out_map = os.path.join(maps, f"{name}_map.tif")
@@ -381,7 +394,9 @@ class Benchmark:
             if previous["best_run"] == best["run"]:
                 return previous
         self.log(f"[{MODELS[name]}] whole-scene map with run {best['run'] + 1}")
-        seconds = predict_scene(self._classifier(name, best), self.ds, out_map, out_conf,
+        classifier = best_run_classifier(self.exp, name, best,
+                                         self._run_path(name, best["run"], "pt"))
+        seconds = predict_scene(classifier, self.ds, out_map, out_conf,
                                 block=self.opts.block,
                                 log=lambda line: self.log(f"  [{MODELS[name]}]" + line))
         info = {"best_run": best["run"], "map": os.path.relpath(out_map, self.opts.out),

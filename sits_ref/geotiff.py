@@ -13,7 +13,8 @@ Georeferencing follows the GeoTIFF 1.0 tags, interpreted the way GDAL does:
 
 Arrays are always band-first: ``(count, height, width)``. Windows are
 ``(row0, col0, height, width)`` in pixels. Reads decode only the strips or tiles that
-intersect the window, so a 10980 x 10980 tile never sits in memory whole.
+intersect the window, so a 10980 x 10980 tile never sits in memory whole. Writes go
+to a temporary name first (:mod:`sits_ref.atomic`, the one sibling to copy along).
 """
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import tifffile
+
+from .atomic import atomic_path
 
 TAG_PIXEL_SCALE = 33550
 TAG_TIEPOINT = 33922
@@ -300,11 +303,6 @@ def _write_kwargs(georef, nodata, colormap, metadata) -> dict:
     return kwargs
 
 
-def _partial_name(path: str) -> str:
-    head, tail = os.path.split(path)
-    return os.path.join(head, f".{tail}.partial")
-
-
 def write_geotiff(path, array: np.ndarray, georef: GeoRef, nodata=None, colormap=None,
                   metadata: dict | None = None) -> None:
     """Write ``array`` (count, H, W) or (H, W) as a deflate-compressed GeoTIFF.
@@ -320,15 +318,10 @@ def write_geotiff(path, array: np.ndarray, georef: GeoRef, nodata=None, colormap
     array = np.asarray(array)
     if array.ndim == 3 and array.shape[0] == 1 and colormap is not None:
         array = array[0]
-    tmp = _partial_name(path)
-    try:
+    with atomic_path(path) as tmp:
         tifffile.imwrite(tmp, array, compression="zlib", predictor=array.dtype.kind != "f",
                          rowsperstrip=16,
                          **_write_kwargs(georef, nodata, colormap, metadata))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 @contextlib.contextmanager
@@ -339,16 +332,10 @@ def create_geotiff(path, height: int, width: int, dtype, georef: GeoRef, nodata=
     For outputs too big for memory (a whole-tile map): write blocks into the memmap;
     the file appears under ``path`` only when the ``with`` block exits normally.
     """
-    path = os.fspath(path)
-    tmp = _partial_name(path)
-    try:
+    with atomic_path(path) as tmp:
         tifffile.imwrite(tmp, shape=(height, width), dtype=dtype,
                          **_write_kwargs(georef, nodata, colormap, metadata))
         image = tifffile.memmap(tmp, mode="r+")
         yield image
         image.flush()
         del image
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)

@@ -80,22 +80,13 @@ def cohen_kappa(cm):
     return (overall_accuracy(cm) - pe) / (1.0 - pe)
 
 
-def summary(cm, class_names):
-    """Plain-python dict (JSON serialisable) of all metrics of ``cm``."""
+def scores(cm):
+    """Every metric of ``cm`` as a plain-python (JSON-ready) dict, the schema of each
+    split in results.json: n_pixels, confusion_matrix (K x K lists), overall_accuracy,
+    kappa, macro_f1, and per-class lists precision, recall, f1 (class order of cm)."""
     cm = np.asarray(cm)
-    if len(class_names) != cm.shape[0]:
-        raise ValueError(f"{len(class_names)} class names for a {cm.shape[0]}-class matrix")
     precision, recall, f1 = precision_recall_f1(cm)
-    support = cm.sum(axis=1)
-    return {
-        "n_samples": int(cm.sum()),
-        "overall_accuracy": overall_accuracy(cm),
-        "macro_f1": macro_f1(cm),
-        "kappa": cohen_kappa(cm),
-        "per_class": {
-            str(name): {"precision": float(precision[k]), "recall": float(recall[k]),
-                        "f1": float(f1[k]), "support": int(support[k])}
-            for k, name in enumerate(class_names)},
-        "class_names": [str(c) for c in class_names],
-        "confusion_matrix": cm.astype(np.int64).tolist(),
-    }
+    return {"n_pixels": int(cm.sum()), "confusion_matrix": cm.astype(np.int64).tolist(),
+            "overall_accuracy": overall_accuracy(cm), "kappa": float(cohen_kappa(cm)),
+            "macro_f1": macro_f1(cm), "precision": precision.tolist(),
+            "recall": recall.tolist(), "f1": f1.tolist()}

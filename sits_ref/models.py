@@ -29,16 +29,13 @@ as in TempCNN (Pelletier et al., 2019) in TempCNN, 0.2 channel-wise in the patch
 models (2D, 3D: see ``_block``); convolutions are zero-padded "same" so
 T, H and W are kept for any size (also T smaller than the kernel).
 
-Inference (eval mode) takes a faster but equivalent path (same outputs to float
-rounding, same parameters): each BatchNorm is folded into the weights of the conv or
-linear layer before it (:func:`fold_batchnorm`), dropout is skipped, and activations
-are kept channels-last, the layout oneDNN's CPU convolutions run fastest on (about
-1.4x the NCHW speed for the 2D-CNN, 3x for TempCNN's short 1D convolutions).
+This file holds the architectures only: the same code runs in training and in
+evaluation. Inference speedups that give the same outputs (BatchNorm folded into
+the convolutions, channels-last layouts) live apart, in :mod:`sits_ref.fast`.
 """
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 
@@ -46,37 +43,6 @@ def at_pixels(logits, where):
     """(N, K, H, W) logits, or only those of the pixels where ``where`` (N, H, W) is
     True as (P, K), in (n, row, col) order."""
     return logits if where is None else logits.permute(0, 2, 3, 1)[where]
-
-
-def fold_batchnorm(weight, bias, norm):
-    """Weight and bias of a conv/linear layer followed by an eval-mode BatchNorm,
-    merged: BN(W x + b) = (W x + b - mean) * gamma / sqrt(var + eps) + beta."""
-    scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
-    shape = (-1,) + (1,) * (weight.dim() - 1)
-    return weight * scale.view(shape), (bias - norm.running_mean) * scale + norm.bias
-
-
-def run_blocks(layers, z, swap_hw=False):
-    """Apply a Sequential of :func:`_block` s (and plain layers). In eval mode each
-    conv -> BN -> ReLU -> Dropout block runs as one conv with the BN folded in and an
-    in-place ReLU (dropout is the identity): one pass over the activations, not three.
-    ``swap_hw``: z has its last two axes swapped, so swap the kernels' too."""
-    if layers.training:
-        return layers(z)
-    for layer in layers:
-        if isinstance(layer, nn.Sequential):             # a _block
-            conv, norm = layer[0], layer[1]
-            weight, bias = fold_batchnorm(conv.weight, conv.bias, norm)
-            if swap_hw:
-                weight = weight.transpose(-1, -2)
-            if isinstance(conv, nn.Conv3d) and z.shape[1] % 2:
-                # oneDNN's Conv3d is ~15x slower with an odd number of input channels
-                # (13 features): add a zero channel with zero weights (same result)
-                z, weight = F.pad(z, (0, 0) * 3 + (0, 1)), F.pad(weight, (0, 0) * 3 + (0, 1))
-            z = conv._conv_forward(z, weight, bias).relu_()
-        else:
-            z = layer(z)
-    return z
 
 
 def _block(dim, c_in, c_out, kernel_size, dropout, channel_dropout=False):
@@ -112,17 +78,16 @@ class TempCNN(nn.Module):
       conv2 64*64*5+64 +128     =  20,672   (conv3 the same)
       dense 704*640+640 +1280   = 452,480
       out   640*8+8             =   5,128   -> total 503,304
-    halo = 0: no spatial context. In eval mode pixels are processed in chunks
-    of ``eval_chunk`` (cache friendly; the result does not depend on it), see
-    :meth:`forward_eval`.
+    halo = 0: no spatial context; each pixel's series is classified alone.
     """
 
+    display_name = "TempCNN"
+
     def __init__(self, n_features, n_dates, n_classes, filters=64, kernel_size=5,
-                 n_conv=3, hidden=640, dropout=0.5, eval_chunk=4096):
+                 n_conv=3, hidden=640, dropout=0.5):
         super().__init__()
         self.n_features, self.n_dates, self.n_classes = n_features, n_dates, n_classes
         self.halo = 0
-        self.eval_chunk = eval_chunk
         self.convs = nn.Sequential(*[
             _block(1, n_features if i == 0 else filters, filters, kernel_size, dropout)
             for i in range(n_conv)])
@@ -137,45 +102,10 @@ class TempCNN(nn.Module):
 
     def forward(self, x, where=None):
         n, c, t, h, w = x.shape
-        if not self.training:
-            s = x.permute(0, 3, 4, 2, 1).reshape(n * h * w, t, c)  # (N*H*W, T, C)
-            if where is not None:
-                return self.forward_eval(s[where.reshape(-1)])      # (P, K)
-            return self.forward_eval(s).view(n, h, w, -1).permute(0, 3, 1, 2)
         s = x.permute(0, 3, 4, 1, 2).reshape(n * h * w, c, t)   # (N*H*W, C, T)
         if where is not None:                                   # only those pixels
             return self.forward_pixels(s[where.reshape(-1)])    # (P, K)
         return self.forward_pixels(s).view(n, h, w, -1).permute(0, 3, 1, 2)
-
-    def forward_eval(self, s):
-        """Eval mode: (P, T, C) pixel series (time-major, channels last) -> (P, K),
-        equal to ``forward_pixels`` up to float rounding, in ``eval_chunk`` chunks.
-
-        BatchNorms are folded into the weights, dropout skipped, and each Conv1d runs
-        as a 1 x k Conv2d over a (pixels x time) image stored channels-last, i.e. as
-        (P, T, C) in memory: oneDNN's fast path, about 3x torch's Conv1d over many
-        tiny series. Its output (P, T, F) flattens time-major (t * F + f), so the
-        dense weights (feature-major, f * T + t) are permuted to match.
-        """
-        convs = []
-        for conv, norm, *_ in self.convs:
-            wc, bc = fold_batchnorm(conv.weight, conv.bias, norm)      # (out, in, k)
-            convs.append((wc.unsqueeze(2).contiguous(memory_format=torch.channels_last),
-                          bc, (0, conv.padding[0])))
-        _, linear, norm, *_ = self.dense
-        wd, bd = fold_batchnorm(linear.weight, linear.bias, norm)     # (hidden, F*T)
-        wd = wd.view(len(wd), -1, self.n_dates).transpose(1, 2).reshape(len(wd), -1)
-
-        def chunk(p):
-            z = p.unsqueeze(0).permute(0, 3, 1, 2)        # (1, C, P, T) channels-last
-            for weight, bias, padding in convs:
-                z = F.conv2d(z, weight, bias, padding=padding).relu_()
-            z = z.permute(0, 2, 3, 1).reshape(len(p), -1)  # (P, T * F), time-major
-            return self.out(F.linear(z, wd, bd).relu_())
-
-        if len(s) == 0:                                    # e.g. no pixel selected
-            return self.out.weight.new_zeros(0, self.n_classes)
-        return torch.cat([chunk(p) for p in s.split(self.eval_chunk)])
 
 
 class CNN2D(nn.Module):
@@ -194,6 +124,8 @@ class CNN2D(nn.Module):
     halo = number of 3x3 layers (3).
     """
 
+    display_name = "2D-CNN"
+
     def __init__(self, n_features, n_dates, n_classes, filters=128, n_conv=3,
                  hidden=128, dropout=0.2):
         super().__init__()
@@ -208,9 +140,7 @@ class CNN2D(nn.Module):
     def forward(self, x, where=None):
         n, c, t, h, w = x.shape
         z = x.reshape(n, c * t, h, w)
-        if not self.training:        # see the module docstring: BN folded, NHWC
-            z = z.contiguous(memory_format=torch.channels_last)
-        return at_pixels(run_blocks(self.head, run_blocks(self.convs, z)), where)
+        return at_pixels(self.head(self.convs(z)), where)
 
 
 class CNN3D(nn.Module):
@@ -234,6 +164,8 @@ class CNN3D(nn.Module):
     halo = number of 3x3x3 layers (3).
     """
 
+    display_name = "3D-CNN"
+
     def __init__(self, n_features, n_dates, n_classes, filters=(16, 32, 32),
                  hidden=900, dropout=0.2):
         super().__init__()
@@ -246,17 +178,9 @@ class CNN3D(nn.Module):
                                   nn.Conv2d(hidden, n_classes, 1))
 
     def forward(self, x, where=None):
-        # torch runs Conv3d with oneDNN only if N*C*T*H (W not counted) > 20480, else
-        # with a ~5x slower native kernel: in eval mode a wide, short block (a row
-        # band) is convolved as (N, C, T, W, H), kernels swapped too (same result).
-        swap = not self.training and x.shape[3] < x.shape[4]
-        z = run_blocks(self.convs, x.transpose(3, 4) if swap else x, swap_hw=swap)
-        z = z.transpose(3, 4) if swap else z       # (N, F, T, H, W)
+        z = self.convs(x)                            # (N, F, T, H, W)
         n, f, t, h, w = z.shape
-        z = z.reshape(n, f * t, h, w)
-        if not self.training:        # see the module docstring: BN folded, NHWC head
-            z = z.contiguous(memory_format=torch.channels_last)
-        return at_pixels(run_blocks(self.head, z), where)
+        return at_pixels(self.head(z.reshape(n, f * t, h, w)), where)
 
 
 class SpatioTempCNN(nn.Module):
@@ -274,6 +198,8 @@ class SpatioTempCNN(nn.Module):
     for C=13, T=11, K=8. halo = 3 (from the 3D stream).
     ``temporal`` / ``spatial``: extra keyword arguments for each stream.
     """
+
+    display_name = "SpatioTempCNN"
 
     def __init__(self, n_features, n_dates, n_classes, alpha=0.5, learn_alpha=False,
                  temporal=None, spatial=None):
@@ -298,11 +224,12 @@ class SpatioTempCNN(nn.Module):
         return a * self.temporal(x, where) + (1 - a) * self.spatial(x, where)
 
 
-MODELS = {"tempcnn": TempCNN, "cnn2d": CNN2D, "cnn3d": CNN3D, "spatiotempcnn": SpatioTempCNN}
+# The registry: model name -> class, in the column order of the paper's Table 4.
+MODELS = {"tempcnn": TempCNN, "cnn3d": CNN3D, "cnn2d": CNN2D, "spatiotempcnn": SpatioTempCNN}
 
 
 def build_model(name, n_features, n_dates, n_classes, **kw):
-    """Model by name ("tempcnn", "cnn2d", "cnn3d", "spatiotempcnn")."""
+    """Model by registry name (:data:`MODELS`; case, "-" and "_" ignored)."""
     key = name.lower().replace("-", "").replace("_", "")
     if key not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")

@@ -28,12 +28,15 @@ import time
 import numpy as np
 import torch
 
+from .fast import fast_model
 from .geotiff import create_geotiff
 from .indices import add_indices
 
 
 class TorchClassifier:
     """A trained CNN plus its normalisation: features (T, F, h, w) -> probabilities.
+    Predicts with the model's fast twin (:func:`sits_ref.fast.fast_model`: the same
+    probabilities up to float rounding, made once from the trained weights).
 
     Args:
         model: a :mod:`sits_ref.models` network (input (N, F, T, h, w)).
@@ -41,8 +44,8 @@ class TorchClassifier:
     """
 
     def __init__(self, model: torch.nn.Module, mean, std, device: str = "cpu"):
-        self.model = model.to(device).eval()
-        self.halo = int(getattr(model, "halo", 0))
+        self.model = fast_model(model.to(device).eval())
+        self.halo = int(model.halo)
         self.device = device
         self.mean = torch.as_tensor(np.asarray(mean, np.float32)).view(1, -1, 1, 1, 1)
         self.std = torch.as_tensor(np.asarray(std, np.float32)).view(1, -1, 1, 1, 1)
@@ -208,7 +211,7 @@ def _optional_confidence(path, dataset):
 
 def main(argv=None) -> int:
     from .dataset import DatasetError, load_dataset
-    from .train import load_checkpoint
+    from .checkpoint import load_checkpoint
 
     parser = argparse.ArgumentParser(
         prog="python -m sits_ref.predict",

@@ -10,6 +10,8 @@ import csv
 import io
 import os
 
+from .atomic import write_text
+
 
 def table_rows(results: dict, class_names, splits) -> list[list[str]]:
     """Rows of the table; the first row is the header, section rows have one cell."""
@@ -84,14 +86,6 @@ def confusion_csv(cm, class_names) -> str:
     for name, row in zip(class_names, cm):
         writer.writerow([name] + list(row))
     return buf.getvalue()
-
-
-def write_text(path: str, text: str) -> None:
-    """Write a text file atomically."""
-    tmp = path + ".partial"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 def write_confusions(out_dir: str, results: dict, class_names, splits) -> None:

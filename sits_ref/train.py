@@ -1,4 +1,4 @@
-"""Training, validation and checkpoints (paper section 3.5).
+"""Training and validation (paper section 3.5).
 
 Data are tensors X (N, C, T, H, W) float32 and Y (N, H, W) int64 with
 -1 = unlabelled (sparse polygon annotations): the loss and the metrics only
@@ -18,7 +18,6 @@ as the paper's a pass already has more than ``min_steps`` steps and an epoch is
 one pass, as usual.
 """
 import copy
-import os
 import time
 from dataclasses import asdict, dataclass
 from typing import Optional
@@ -28,7 +27,6 @@ import torch
 import torch.nn.functional as F
 
 from .metrics import confusion_matrix, macro_f1
-from .models import build_model
 
 # ----------------------------------------------------------------------------- loss
 
@@ -86,7 +84,7 @@ class TrainConfig:
     min_steps: int = 20            # optimizer steps per epoch at least (see module doc)
     lr: float = 1e-3               # Adam, as TempCNN
     batch_size: int = 32           # samples (pixels or tiles) per step
-    eval_batch_size: int = 64
+    eval_batch_size: int = 64      # samples per validation forward (memory only)
     weight_decay: float = 1e-6     # L2 as TempCNN
     seed: int = 0
     device: str = "cpu"            # "cuda" used only if asked and available
@@ -104,14 +102,15 @@ def resolve_device(name, log=print):
 
 
 @torch.no_grad()
-def evaluate(model, X, Y, batch_size=64):
-    """Predictions on the labelled pixels of (X, Y) in eval mode.
+def evaluate(model, X, Y, batch_size=64, device="cpu"):
+    """Predictions on the labelled pixels of (X, Y) in eval mode, by ``model`` on
+    ``device`` (any module with ``forward(x, where)``, e.g. a fast twin made by
+    :func:`sits_ref.fast.fast_model`).
 
     -> (mean cross-entropy over labelled pixels, y_true, y_pred), the last two 1-D
     int64 numpy arrays in (sample, row, col) order; empty when nothing is labelled.
     """
     model.eval()
-    device = next(model.parameters()).device
     loss_sum, trues, preds = 0.0, [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
     for i in range(0, len(X), batch_size):
         xb, yb = X[i:i + batch_size].to(device), Y[i:i + batch_size].to(device)
@@ -136,7 +135,7 @@ def _minibatches(n, batch_size, generator):
         yield from torch.randperm(n, generator=generator).split(batch_size)
 
 
-def train_model(model, train, val, config=None, log=print):
+def train_model(model, train, val, config=None, log=print, inference=None):
     """Train ``model`` on ``train``, early-stopped on val = (X, Y).
 
     ``train`` is (X, Y) or (X, Y, rows): with ``rows`` (M,), label map Y[i] goes with
@@ -149,7 +148,9 @@ def train_model(model, train, val, config=None, log=print):
     / steps per pass),
     "train_loss", "val_loss", "val_f1", "seconds"}, ...], "best_epoch", "best_f1",
     "seconds", "config"}. Same config.seed and same initial weights -> same numbers
-    on CPU.
+    on CPU. ``inference``: function turning the model (in eval mode) into the module
+    that predicts the validation set each epoch, e.g. :func:`sits_ref.fast.fast_model`
+    (same predictions, faster); default the model itself.
     """
     cfg = config or TrainConfig()
     if cfg.num_threads:
@@ -187,7 +188,8 @@ def train_model(model, train, val, config=None, log=print):
             opt.step()
             loss_sum, n_sum = loss_sum + loss.item() * n_lab, n_sum + n_lab
 
-        val_loss, y_true, y_pred = evaluate(model, Xv, Yv, cfg.eval_batch_size)
+        predictor = inference(model.eval()) if inference else model
+        val_loss, y_true, y_pred = evaluate(predictor, Xv, Yv, cfg.eval_batch_size, device)
         f1 = macro_f1(confusion_matrix(y_true, y_pred, n_classes))
         stop = stopper.step(f1)
         if stopper.is_best:
@@ -206,93 +208,3 @@ def train_model(model, train, val, config=None, log=print):
     history.update(best_epoch=stopper.best_epoch, best_f1=stopper.best,
                    seconds=time.time() - t_start)
     return history
-
-
-# ----------------------------------------------------------------------------- checkpoints
-
-FORMAT = "sits_ref.checkpoint/1"
-_KEYS = ("format", "model_name", "model_kwargs", "n_features", "n_dates", "n_classes",
-         "state_dict", "norm_mean", "norm_std", "class_codes", "class_names",
-         "feature_names", "extra")
-
-
-def _check_plain(obj, where):
-    """Only tensors and plain python types may enter a checkpoint."""
-    if isinstance(obj, dict):
-        for k, v in obj.items():
-            if not isinstance(k, (str, int)):
-                raise TypeError(f"{where}: key {k!r} is not str/int")
-            _check_plain(v, f"{where}[{k!r}]")
-    elif isinstance(obj, (list, tuple)):
-        for i, v in enumerate(obj):
-            _check_plain(v, f"{where}[{i}]")
-    elif not (obj is None or isinstance(obj, (bool, int, float, str, torch.Tensor))):
-        raise TypeError(f"{where}: {type(obj).__name__} is not a plain type or tensor")
-
-
-def save_checkpoint(path, model, model_name, model_kwargs, norm_mean, norm_std,
-                    class_codes, class_names, feature_names, extra=None):
-    """Write one file loadable with ``torch.load(path, weights_only=True)``.
-
-    norm_mean / norm_std: arrays (stored as float32 tensors); class_codes: the
-    nomenclature codes of classes 0..K-1; feature_names: the C features.
-    Written to a temporary name then renamed, so a crash never leaves half a file.
-    """
-    n_classes, n_features = model.n_classes, model.n_features
-    if not (len(class_codes) == len(class_names) == n_classes):
-        raise ValueError(f"{len(class_codes)} class codes / {len(class_names)} names "
-                         f"for a {n_classes}-class model")
-    if len(feature_names) != n_features:
-        raise ValueError(f"{len(feature_names)} feature names for a {n_features}-feature model")
-    ckpt = {
-        "format": FORMAT, "model_name": str(model_name), "model_kwargs": dict(model_kwargs),
-        "n_features": int(n_features), "n_dates": int(model.n_dates), "n_classes": int(n_classes),
-        "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
-        "norm_mean": torch.as_tensor(np.asarray(norm_mean, dtype=np.float32)),
-        "norm_std": torch.as_tensor(np.asarray(norm_std, dtype=np.float32)),
-        "class_codes": [int(c) for c in class_codes],
-        "class_names": [str(c) for c in class_names],
-        "feature_names": [str(f) for f in feature_names],
-        "extra": extra if extra is not None else {},
-    }
-    _check_plain(ckpt, "checkpoint")
-    tmp = f"{path}.tmp{os.getpid()}"
-    torch.save(ckpt, tmp)
-    os.replace(tmp, path)
-
-
-def load_checkpoint(path, n_features=None, n_dates=None, feature_names=None):
-    """-> (model in eval mode on cpu, meta dict without the state_dict).
-
-    Raises ValueError (with the reason) if the file is not a sits_ref
-    checkpoint, lacks keys, its weights do not fit the model it names, or it
-    does not fit the data: n_features, n_dates or feature_names different.
-    meta["norm_mean"] / ["norm_std"] are float32 numpy arrays.
-    """
-    if not os.path.exists(path):
-        raise FileNotFoundError(path)
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # pickle errors, foreign objects, truncated files
-        raise ValueError(f"{path}: not a sits_ref checkpoint (cannot load safely: {e})") from e
-    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise ValueError(f"{path}: not a sits_ref checkpoint (format tag {FORMAT!r} missing)")
-    missing = [k for k in _KEYS if k not in ckpt]
-    if missing:
-        raise ValueError(f"{path}: checkpoint is missing keys {missing}")
-    for name, want in (("n_features", n_features), ("n_dates", n_dates)):
-        if want is not None and int(want) != ckpt[name]:
-            raise ValueError(f"{path}: checkpoint {name}={ckpt[name]} but the data has {want}")
-    if feature_names is not None and list(feature_names) != ckpt["feature_names"]:
-        raise ValueError(f"{path}: checkpoint feature_names {ckpt['feature_names']} "
-                         f"differ from the data's {list(feature_names)}")
-    try:
-        model = build_model(ckpt["model_name"], ckpt["n_features"], ckpt["n_dates"],
-                            ckpt["n_classes"], **ckpt["model_kwargs"])
-        model.load_state_dict(ckpt["state_dict"], strict=True)
-    except (RuntimeError, TypeError, ValueError) as e:
-        raise ValueError(f"{path}: state_dict does not fit model {ckpt['model_name']!r}: {e}") from e
-    model.eval()
-    meta = {k: v for k, v in ckpt.items() if k != "state_dict"}
-    meta["norm_mean"], meta["norm_std"] = ckpt["norm_mean"].numpy(), ckpt["norm_std"].numpy()
-    return model, meta

@@ -63,6 +63,12 @@ def _epsg_from_geojson(doc: dict) -> int:
     return int(match.group(1)) if match.groups() else 4326
 
 
+def polygon_parts(geometry: dict) -> list:
+    """The polygons of a GeoJSON Polygon / MultiPolygon, each a list of rings."""
+    coords = geometry.get("coordinates")
+    return coords if geometry["type"] == "MultiPolygon" else [coords]
+
+
 def _ring_area(ring) -> float:
     xy = np.asarray(ring, dtype=float)[:, :2]
     x, y = xy[:, 0], xy[:, 1]
@@ -71,9 +77,8 @@ def _ring_area(ring) -> float:
 
 def is_degenerate(geometry: dict) -> bool:
     """True for a geometry without any exterior ring of 3+ vertices and non-zero area."""
-    polys = geometry["coordinates"] if geometry["type"] == "MultiPolygon" \
-        else [geometry["coordinates"]]
-    return not any(p and len(p[0]) >= 3 and _ring_area(p[0]) != 0 for p in polys)
+    return not any(p and len(p[0]) >= 3 and _ring_area(p[0]) != 0
+                   for p in polygon_parts(geometry))
 
 
 def _read_shapefile(path: str, class_field: str):
@@ -139,8 +144,7 @@ def _ring_arrays(geometry: dict) -> list[np.ndarray]:
     """Rings of a GeoJSON Polygon/MultiPolygon as (n, 2+) arrays, checked: malformed
     coordinates and open rings (GeoJSON rings repeat their first vertex; an open one
     is the sign of a hand-edited or cut file) raise VectorError."""
-    coords = geometry.get("coordinates")
-    polys = coords if geometry["type"] == "MultiPolygon" else [coords]
+    polys = polygon_parts(geometry)
     try:
         labelled = [(f"ring {k}" if geometry["type"] == "Polygon" else
                      f"polygon {j} ring {k}", np.asarray(ring, float))
@@ -216,7 +220,6 @@ def read_polygons(path, class_field: str, class_codes=None):
 
 def polygon_bounds(geometry: dict) -> tuple[float, float, float, float]:
     """(xmin, ymin, xmax, ymax) of a Polygon/MultiPolygon."""
-    polys = geometry["coordinates"] if geometry["type"] == "MultiPolygon" \
-        else [geometry["coordinates"]]
-    xy = np.concatenate([np.asarray(r, float)[:, :2] for p in polys for r in p])
+    xy = np.concatenate([np.asarray(r, float)[:, :2] for p in polygon_parts(geometry)
+                         for r in p])
     return (*xy.min(axis=0), *xy.max(axis=0))

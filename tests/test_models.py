@@ -83,17 +83,6 @@ def test_tempcnn_is_pixelwise():
     assert d.max() <= 1e-6
 
 
-def test_tempcnn_eval_chunking_does_not_change_result():
-    torch.manual_seed(0)
-    m = TempCNN(3, 4, 5).eval()
-    x = torch.randn(2, 3, 4, 6, 7)
-    with torch.no_grad():
-        whole = m(x)
-        m.eval_chunk = 5            # 84 pixels in chunks of 5
-        chunked = m(x)
-    assert torch.allclose(whole, chunked, atol=1e-6)
-
-
 @pytest.mark.parametrize("name", ["cnn2d", "cnn3d", "spatiotempcnn"])
 def test_spatial_models_respect_halo(name):
     torch.manual_seed(0)

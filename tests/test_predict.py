@@ -9,7 +9,7 @@ from sits_ref.geotiff import read_info, read_window, write_geotiff
 from sits_ref.models import build_model
 from sits_ref.predict import (ForestClassifier, TorchClassifier, band_rows,
                               classify_band, main, predict_scene)
-from sits_ref.train import save_checkpoint
+from sits_ref.checkpoint import save_checkpoint
 
 from conftest import TINY_GEOREF, edit_manifest
 

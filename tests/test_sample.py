@@ -1,4 +1,5 @@
 """The bundled sample: format, georeferencing and golden values."""
+import json
 import os
 
 import numpy as np
@@ -13,10 +14,16 @@ SAMPLE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))
 TABLE1 = ["2018-02-15", "2018-03-15", "2018-04-15", "2018-05-15", "2018-06-15",
           "2018-07-08", "2018-08-15", "2018-09-15", "2018-10-15", "2018-11-15",
           "2018-12-15"]
-# Labelled pixels per class, counted once with GDAL (rasterio.features.rasterize of each
-# shapefile record, pixel-centre rule) when the sample was made.
-GDAL_COUNTS = {"train": {1: 857, 2: 455, 3: 1074, 5: 69, 6: 393, 7: 1134, 10: 99, 11: 662},
-               "test": {1: 1639, 2: 174, 3: 393, 5: 46, 6: 58, 7: 338, 10: 26, 11: 162}}
+# Labelled (valid) pixels per class code, counted with GDAL by the dev-only script
+# tests/data/make_sample_gdal_counts.py (rasterio.features.rasterize of every shapefile
+# record, pixel-centre rule, later records overwrite earlier ones), which wrote
+# tests/data/sample_gdal_counts.json with the rasterio / GDAL versions used.
+GDAL_COUNTS_JSON = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data",
+                                "sample_gdal_counts.json")
+with open(GDAL_COUNTS_JSON) as _f:
+    _gdal = json.load(_f)
+GDAL_COUNTS = {which: {int(code): n for code, n in _gdal[which]["labelled"].items()}
+               for which in ("train", "test")}
 
 
 @pytest.fixture(scope="module")

@@ -45,6 +45,7 @@ import torch
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
 sys.path.insert(0, ROOT)
+from sits_ref.fast import fast_model  # noqa: E402
 from sits_ref.models import build_model  # noqa: E402
 
 C, T, K = 13, 11, 8
@@ -101,10 +102,8 @@ def flops_per_pixel(model, size=16) -> float:
     layers = (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)
     handles = [m.register_forward_hook(hook) for m in model.modules()
                if isinstance(m, layers)]
-    model.train()       # the eval path calls the folded weights, not the modules
     with torch.no_grad():
         model(torch.randn(1, C, T, size, size))
-    model.eval()
     for h in handles:
         h.remove()
     return total[0] / size ** 2
@@ -113,11 +112,14 @@ def flops_per_pixel(model, size=16) -> float:
 def model_throughput(name, block) -> dict:
     torch.manual_seed(0)
     model = build_model(name, C, T, K).eval()
+    fast = fast_model(model)
     halo = model.halo
     x = torch.randn(1, C, T, block + 2 * halo, block + 2 * halo)
     with torch.inference_mode():
-        seconds = best_time(lambda: model(x))
-    return {"flops": flops_per_pixel(model), "px_s": block ** 2 / seconds}
+        seconds = best_time(lambda: fast(x))
+        plain = best_time(lambda: model(x), repeat=1)
+    return {"flops": flops_per_pixel(model), "px_s": block ** 2 / seconds,
+            "plain_px_s": block ** 2 / plain}
 
 
 def sample_pixels():
@@ -244,16 +246,18 @@ def main():
     print(f"(a) torch fp32 matmul, 2 threads: {rate:.0f} GFLOP/s (best of 5, n=2048/4096)")
 
     print(f"\n(b) model only, one {args.block}x{args.block} block (+ halo), "
-          f"{C} features x {T} dates x {K} classes, eval mode")
+          f"{C} features x {T} dates x {K} classes, eval mode, sits_ref.fast "
+          f"(plain: the models.py forward)")
     print(f"{'model':<15}{'MFLOP/px':>9}{'px/s':>10}{'bound px/s':>12}{'bound/meas':>11}"
-          f"{'tile (min)':>11}")
+          f"{'tile (min)':>11}{'plain px/s':>11}{'fast/plain':>11}")
     checks = []
     for name in [m for m in models if not m.startswith("forest")]:
         r = model_throughput(name, args.block)
         bound = rate * 1e9 / r["flops"]
         ratio = bound / r["px_s"]
         print(f"{NAMES[name]:<15}{r['flops'] / 1e6:>9.2f}{r['px_s']:>10.0f}{bound:>12.0f}"
-              f"{ratio:>11.2f}{TILE ** 2 / r['px_s'] / 60:>11.1f}")
+              f"{ratio:>11.2f}{TILE ** 2 / r['px_s'] / 60:>11.1f}{r['plain_px_s']:>11.0f}"
+              f"{r['px_s'] / r['plain_px_s']:>11.2f}")
         if name in FAST:
             checks.append((f"{NAMES[name]} model within 1.3x of FLOP bound ({ratio:.2f}x)",
                            ratio <= 1.3))

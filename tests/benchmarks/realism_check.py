@@ -33,10 +33,9 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), 
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "tests", "data"))
 from make_hard_dataset import make_hard_dataset  # noqa: E402
+from sits_ref.benchmark import FORESTS, MODELS  # noqa: E402
 from sits_ref.geotiff import read_window  # noqa: E402
 
-MODELS = ("tempcnn", "cnn3d", "cnn2d", "spatiotempcnn", "rf_ctx", "rf_base")
-FORESTS = ("rf_ctx", "rf_base")
 MIN_BEST_EPOCH = 3          # (a): best epoch (1-based) must be at least this
 MAX_TEMPCNN_STD = 0.03      # (b)
 MIN_MAX_CONFIDENCE = 0.5    # (c)

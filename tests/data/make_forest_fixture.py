@@ -1,21 +1,41 @@
-"""DEV-ONLY: imports scikit-learn.  Records scikit-learn's accuracy on a fixed dataset.
+"""DEV-ONLY: imports scikit-learn.  Records scikit-learn's forests on a fixed dataset.
 
 Run once from the repository root (the output is committed):
 
+    pip install scikit-learn      # dev only; last run with scikit-learn 1.9.1, numpy 2.4.6
     python tests/data/make_forest_fixture.py
 
 It builds a deterministic, moderately hard synthetic dataset with numpy only
 (seed 2021: 4 classes with overlapping Gaussian clusters in 6 informative
 features, plus 4 noise features and 5% label noise; 1600 train / 800 test
-rows), fits sklearn's RandomForestClassifier with the paper's hyperparameters
-(100 trees, max_depth 50, min_samples_split 20, max_features "sqrt",
-bootstrap) and writes the data and sklearn's test OA and macro-F1 to
-tests/data/forest_sklearn.npz (about 100 kB).  tests/test_forest.py loads
-that file, fits our forest and checks it is within a tolerance of sklearn.
+rows) and fits sklearn's RandomForestClassifier (n_jobs=1) in four settings:
+
+    paper         100 trees, max_depth 50, min_samples_split 20,
+                  max_features "sqrt", bootstrap (the paper's, section 2.1)
+    all_features  the same with max_features=None
+    no_bootstrap  the same with bootstrap=False
+    10_trees      the same with n_estimators=10
+
+For each setting it keeps ``proba_<setting>``: the (800, 4) test-row
+``predict_proba`` of the forest with random_state 0, the *reference*.  To
+say how far a correct forest may be from it, it also fits that setting with
+random_states 1..5 and records their distance to the reference,
+``self_l1_<setting>`` = [mean, min, max] of :func:`mean_l1` (tests/test_forest.py
+sets its tolerance from these).  Everything goes to
+tests/data/forest_sklearn.npz (about 150 kB) with ``sklearn_version``.
 """
 import os
 
 import numpy as np
+
+PAPER = dict(n_estimators=100, max_depth=50, min_samples_split=20, max_features="sqrt", bootstrap=True)
+SETTINGS = {
+    "paper": {},
+    "all_features": dict(max_features=None),
+    "no_bootstrap": dict(bootstrap=False),
+    "10_trees": dict(n_estimators=10),
+}
+N_SEEDS = 6  # seed 0 is the reference, seeds 1..5 measure the seed-to-seed distance
 
 
 def make_dataset(seed=2021, n_train=1600, n_test=800):
@@ -33,26 +53,31 @@ def make_dataset(seed=2021, n_train=1600, n_test=800):
     return X[:n_train], y[:n_train], X[n_train:], y[n_train:]
 
 
+def mean_l1(p, q):
+    """Mean over rows of the L1 distance between two (n, C) probability arrays."""
+    return float(np.abs(np.asarray(p, np.float64) - q).sum(axis=1).mean())
+
+
 def main():
+    import sklearn
     from sklearn.ensemble import RandomForestClassifier
-    from sklearn.metrics import accuracy_score, f1_score
 
     Xtr, ytr, Xte, yte = make_dataset()
-    oa, f1 = [], []
-    for seed in range(5):  # average a few seeds: one forest's score is itself noisy
-        sk = RandomForestClassifier(
-            n_estimators=100, max_depth=50, min_samples_split=20, max_features="sqrt",
-            bootstrap=True, n_jobs=1, random_state=seed,
-        ).fit(Xtr, ytr)
-        p = sk.predict(Xte)
-        oa.append(accuracy_score(yte, p))
-        f1.append(f1_score(yte, p, average="macro"))
-    out = os.path.join(os.path.dirname(__file__), "forest_sklearn.npz")
-    np.savez_compressed(
-        out, X_train=Xtr, y_train=ytr, X_test=Xte, y_test=yte,
-        sklearn_oa=np.mean(oa), sklearn_macro_f1=np.mean(f1),
-    )
-    print(f"sklearn OA {np.mean(oa):.4f} macro-F1 {np.mean(f1):.4f} -> {out} ({os.path.getsize(out)} bytes)")
+    out = dict(X_train=Xtr, y_train=ytr, X_test=Xte, y_test=yte, sklearn_version=sklearn.__version__)
+    for name, change in SETTINGS.items():
+        probas = [
+            RandomForestClassifier(**{**PAPER, **change}, n_jobs=1, random_state=seed)
+            .fit(Xtr, ytr).predict_proba(Xte)
+            for seed in range(N_SEEDS)
+        ]
+        self_l1 = [mean_l1(p, probas[0]) for p in probas[1:]]
+        out[f"proba_{name}"] = probas[0].astype(np.float32)
+        out[f"self_l1_{name}"] = np.array([np.mean(self_l1), np.min(self_l1), np.max(self_l1)])
+        print(f"{name:13s} sklearn seeds 1..{N_SEEDS - 1} to seed 0: mean L1 "
+              f"{np.mean(self_l1):.4f} [{np.min(self_l1):.4f}, {np.max(self_l1):.4f}]")
+    path = os.path.join(os.path.dirname(__file__), "forest_sklearn.npz")
+    np.savez_compressed(path, **out)
+    print(f"scikit-learn {sklearn.__version__} -> {path} ({os.path.getsize(path)} bytes)")
 
 
 if __name__ == "__main__":
