@@ -236,7 +236,7 @@ def best_run_classifier(exp: Experiment, name: str, best: dict, checkpoint: str)
     if name == "rf_ctx":
         return fit_forest(exp, name, best["seed"])
     model, meta = load_checkpoint(checkpoint, feature_names=exp.ds.feature_names,
-                                  n_dates=len(exp.ds.dates))
+                                  dates=exp.ds.dates)
     return TorchClassifier(model, meta["norm_mean"], meta["norm_std"], exp.opts.device)
 
 
@@ -322,7 +322,9 @@ class Benchmark:
                              for e in history["epochs"]]
         save_checkpoint(self._run_path(name, run, "pt"), model, name, {},
                         exp.norm.mean, exp.norm.std, ds.class_codes, ds.class_names,
-                        ds.feature_names, extra={"seed": seed, "n_dates": len(ds.dates)})
+                        ds.feature_names, extra={"seed": seed}, dates=ds.dates,
+                        pixel_size=abs(ds.georef.transform[1]),
+                        class_colors=[c.color for c in ds.classes])
         return result
 
     def _run_forest(self, name, run, seed) -> dict:

@@ -1,8 +1,9 @@
 """Checkpoints of trained CNNs: one self-describing file per model.
 
 A checkpoint holds the weights and everything needed to use them on new data: the
-model's name and keyword arguments, the feature normalisation, the class codes and
-names, and the feature names it expects. It loads with ``torch.load(path,
+model's name and keyword arguments, the feature normalisation, the class codes, names
+and colours, and what the data must be like: the feature names, the dates and the
+pixel size it was trained on. It loads with ``torch.load(path,
 weights_only=True)`` (plain types and tensors only, no pickled code).
 """
 import os
@@ -34,11 +35,14 @@ def _check_plain(obj, where):
 
 
 def save_checkpoint(path, model, model_name, model_kwargs, norm_mean, norm_std,
-                    class_codes, class_names, feature_names, extra=None):
+                    class_codes, class_names, feature_names, extra=None, dates=None,
+                    pixel_size=None, class_colors=None):
     """Write one file loadable with ``torch.load(path, weights_only=True)``.
 
     norm_mean / norm_std: arrays (stored as float32 tensors); class_codes: the
-    nomenclature codes of classes 0..K-1; feature_names: the C features.
+    nomenclature codes of classes 0..K-1; feature_names: the C features; dates
+    ('YYYY-MM-DD', T of them), pixel_size (CRS units) and class_colors ((r, g, b) per
+    class) are optional and checked / used when the model is applied.
     Written to a temporary name then renamed, so a crash never leaves half a file.
     """
     n_classes, n_features = model.n_classes, model.n_features
@@ -57,18 +61,24 @@ def save_checkpoint(path, model, model_name, model_kwargs, norm_mean, norm_std,
         "class_names": [str(c) for c in class_names],
         "feature_names": [str(f) for f in feature_names],
         "extra": extra if extra is not None else {},
+        "dates": None if dates is None else [str(d) for d in dates],
+        "pixel_size": None if pixel_size is None else float(pixel_size),
+        "class_colors": None if class_colors is None else [[int(v) for v in c]
+                                                           for c in class_colors],
     }
     _check_plain(ckpt, "checkpoint")
     with atomic_path(path) as tmp:
         torch.save(ckpt, tmp)
 
 
-def load_checkpoint(path, n_features=None, n_dates=None, feature_names=None):
+def load_checkpoint(path, n_features=None, n_dates=None, feature_names=None, dates=None,
+                    pixel_size=None):
     """-> (model in eval mode on cpu, meta dict without the state_dict).
 
     Raises ValueError (with the reason) if the file is not a sits_ref
     checkpoint, lacks keys, its weights do not fit the model it names, or it
-    does not fit the data: n_features, n_dates or feature_names different.
+    does not fit the data: n_features, n_dates, feature_names, dates or pixel_size
+    different (dates and pixel size are checked when the checkpoint records them).
     meta["norm_mean"] / ["norm_std"] are float32 numpy arrays.
     """
     if not os.path.exists(path):
@@ -88,6 +98,14 @@ def load_checkpoint(path, n_features=None, n_dates=None, feature_names=None):
     if feature_names is not None and list(feature_names) != ckpt["feature_names"]:
         raise ValueError(f"{path}: checkpoint feature_names {ckpt['feature_names']} "
                          f"differ from the data's {list(feature_names)}")
+    if dates is not None and ckpt.get("dates") and list(dates) != ckpt["dates"]:
+        raise ValueError(f"{path}: trained on dates {', '.join(ckpt['dates'])}, the data "
+                         f"has {', '.join(dates)} (--model-dates interpolates the series "
+                         "onto the model's dates)")
+    if pixel_size is not None and ckpt.get("pixel_size") and \
+            abs(float(pixel_size) - ckpt["pixel_size"]) > 1e-6 * ckpt["pixel_size"]:
+        raise ValueError(f"{path}: trained on {ckpt['pixel_size']:g} m pixels, the data "
+                         f"has {float(pixel_size):g} m pixels")
     try:
         model = build_model(ckpt["model_name"], ckpt["n_features"], ckpt["n_dates"],
                             ckpt["n_classes"], **ckpt["model_kwargs"])

@@ -16,9 +16,23 @@ time series can be benchmarked by writing one. Paths are relative to the manifes
       "classes": [{"code": 1, "name": "Built up", "color": "#e6004d"}, ...]
     }
 
+or, instead of images, dates and bands, a folder of Sentinel-2 products (Theia L3A,
+Theia L2A or per-band GeoTIFFs, see :mod:`sits_ref.products`; bands default to the
+paper's 10, scale to 1/10000)::
+
+    {"products": "S2_L3A_T31TCJ/", "train_polygons": "train.shp", "class_field": "code",
+     "classes": [...]}
+
+Optional ``"date_grid": {"start": "2018-02-01", "end": "2018-12-31", "step_days": 10}``
+puts the series on a regular grid of dates (several tiles can share one). Polygons and
+classes are needed to train; a folder of products (or a manifest without polygons) is
+enough to apply a trained model.
+
 Images are read as float32 arrays (T, C, H, W) of reflectance; features add the
-spectral indices (:mod:`sits_ref.indices`). Pixels that are nodata, NaN or inf in any
-band of any date are reported by a validity mask and set to 0 in the features.
+spectral indices (:mod:`sits_ref.indices`). An observation (pixel, date) that a mask
+flags or that is nodata, NaN or inf in any band is invalid and is filled by linear
+interpolation in time (:mod:`sits_ref.gapfill`); only pixels without any valid
+observation are reported invalid by the validity mask, and 0 in the features.
 
 Bad inputs fail with a one-line :class:`DatasetError` that starts with the offending
 file and says what was expected; :meth:`Dataset.check` also reads the polygon files and
@@ -35,8 +49,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .gapfill import day_numbers, fill_gaps, regular_dates
 from .geotiff import GeoRef, GeoTiffError, read_info, read_window
 from .indices import add_indices, feature_names
+from .products import MASK_MEANING, PAPER_BANDS, SCALE, ProductError, find_products
 from .vectors import LabelledPolygon, VectorError, polygon_bounds, read_polygons
 
 
@@ -51,7 +67,8 @@ class ClassInfo:
     color: tuple  # (r, g, b), 0-255
 
 
-REQUIRED = ("images", "dates", "bands", "train_polygons", "class_field", "classes")
+IMAGE_FIELDS = ("images", "dates", "bands")   # or "products"
+TRAINING_FIELDS = ("class_field", "classes")  # with "train_polygons"
 CHECK_BYTES = 256 * 2**20  # memory bound of one block read by Dataset.check
 
 
@@ -111,65 +128,73 @@ def _parse_classes(entries, where: str) -> list[ClassInfo]:
     return classes
 
 
-class Dataset:
-    """An image time series on one grid, with labelled polygons and a class table.
+def _read_manifest(path: str) -> dict:
+    try:
+        with open(path) as f:
+            doc = json.load(f)
+    except FileNotFoundError:
+        raise DatasetError(f"{path}: manifest not found") from None
+    except (OSError, ValueError) as exc:
+        raise DatasetError(f"{path}: not a readable JSON manifest ({exc})") from None
+    if not isinstance(doc, dict):
+        raise DatasetError(f"{path}: not a manifest (expected a JSON object with "
+                           f"fields {', '.join(IMAGE_FIELDS)} or products)")
+    return doc
 
-    Attributes:
-        name, dates, bands, classes, class_field: as in the manifest.
-        images: absolute image paths; ``stacked`` when one file holds all dates.
-        height, width, georef: the common grid of all images.
-        feature_names: bands then computable indices, e.g. the paper's 13 features.
-    """
 
-    def __init__(self, manifest_path):
-        path = os.path.abspath(os.fspath(manifest_path))
-        self.manifest_path = path
+def _image_source(doc: dict, root: str, path: str):
+    """(ImageStack or Products, scale) of a manifest."""
+    try:
+        scale = float(doc.get("scale", SCALE if "products" in doc else 1.0))
+    except (TypeError, ValueError):
+        raise DatasetError(f"{path}: scale {doc['scale']!r} is not a number") from None
+    bands = _string_list(doc, "bands", path) if "bands" in doc else None
+    if "products" in doc:
         try:
-            with open(path) as f:
-                doc = json.load(f)
-        except FileNotFoundError:
-            raise DatasetError(f"{path}: manifest not found") from None
-        except (OSError, ValueError) as exc:
-            raise DatasetError(f"{path}: not a readable JSON manifest ({exc})") from None
-        if not isinstance(doc, dict):
-            raise DatasetError(f"{path}: not a manifest (expected a JSON object with "
-                               f"fields {', '.join(REQUIRED)})")
-        missing = [k for k in REQUIRED if k not in doc]
-        if missing:
-            raise DatasetError(f"{path}: missing field(s) {', '.join(missing)}")
-        root = os.path.dirname(path)
-        self.name = str(doc.get("name", os.path.basename(root)))
-        self.images = [os.path.join(root, p) for p in _string_list(doc, "images", path)]
-        self.dates = _parse_dates(_string_list(doc, "dates", path), path)
-        self.bands = _string_list(doc, "bands", path)
-        try:
-            self.scale = float(doc.get("scale", 1.0))
-        except (TypeError, ValueError):
-            raise DatasetError(f"{path}: scale {doc['scale']!r} is not a number") from None
-        self.class_field = str(doc["class_field"])
-        self.classes = _parse_classes(doc["classes"], path)
-        self.polygon_files = {k: os.path.join(root, str(doc[f"{k}_polygons"]))
-                              for k in ("train", "test") if doc.get(f"{k}_polygons")}
-        self._polygons = {}
-        self.stacked = len(self.images) == 1 and len(self.dates) > 1
-        if not self.stacked and len(self.images) != len(self.dates):
-            raise DatasetError(f"{path}: {len(self.images)} images for {len(self.dates)} "
-                               "dates (expected one image per date, or one image "
-                               "stacking all dates)")
-        self._check_grid()
-        self.feature_names = feature_names(self.bands)
+            return find_products(os.path.join(root, str(doc["products"])),
+                                 bands or PAPER_BANDS), scale
+        except ProductError as exc:
+            raise DatasetError(str(exc)) from None
+    missing = [k for k in IMAGE_FIELDS if k not in doc]
+    if missing:
+        raise DatasetError(f"{path}: missing field(s) {', '.join(missing)} (or give "
+                           "'products': a folder of Sentinel-2 products)")
+    images = [os.path.join(root, p) for p in _string_list(doc, "images", path)]
+    dates = _parse_dates(_string_list(doc, "dates", path), path)
+    if not (len(images) == 1 or len(images) == len(dates)):
+        raise DatasetError(f"{path}: {len(images)} images for {len(dates)} dates (expected "
+                           "one image per date, or one image stacking all dates)")
+    return ImageStack(images, dates, bands), scale
 
-    def _check_grid(self) -> None:
-        """All images share band count, shape and grid; read_info also refuses a file
-        whose strips/tiles end beyond its size (truncated), from the header alone."""
-        infos = [read_info(p) for p in self.images]
+
+def _date_grid(grid, path: str) -> list[str]:
+    """The manifest's regular ``date_grid`` {start, end, step_days} as dates."""
+    try:
+        dates = regular_dates(_parse_dates([grid["start"]], path)[0],
+                              _parse_dates([grid["end"]], path)[0], int(grid["step_days"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise DatasetError(f"{path}: date_grid {json.dumps(grid)} must be {{\"start\": "
+                           f"YYYY-MM-DD, \"end\": YYYY-MM-DD, \"step_days\": n >= 1}} "
+                           f"({exc})") from None
+    return dates
+
+
+class ImageStack:
+    """The manifest's images: one GeoTIFF per date, or one GeoTIFF stacking all dates
+    (bands date-major). Same reading contract as :class:`sits_ref.products.Products`:
+    dates, bands, height, width, georef and ``read(window)``."""
+
+    def __init__(self, images, dates, bands):
+        self.images, self.dates, self.bands = images, dates, bands
+        self.stacked = len(images) == 1 and len(dates) > 1
+        infos = [read_info(p) for p in images]
         first = infos[0]
-        expected = len(self.bands) * (len(self.dates) if self.stacked else 1)
-        for info in infos:
+        expected = len(bands) * (len(dates) if self.stacked else 1)
+        for info in infos:   # read_info also refuses a truncated file, from its header
             if info.count != expected:
                 raise DatasetError(f"{info.path}: {info.count} bands, expected {expected} "
-                                   f"({len(self.bands)} bands"
-                                   + (f" x {len(self.dates)} dates)" if self.stacked else ")"))
+                                   f"({len(bands)} bands"
+                                   + (f" x {len(dates)} dates)" if self.stacked else ")"))
             if (info.height, info.width) != (first.height, first.width):
                 raise DatasetError(f"{info.path}: shape {info.height}x{info.width} differs "
                                    f"from {first.path}: {first.height}x{first.width}")
@@ -180,6 +205,63 @@ class Dataset:
                     f"{first.georef.transform}")
         self.height, self.width, self.georef = first.height, first.width, first.georef
 
+    def read(self, window=None):
+        """(values (T, C, h, w) float32, valid (T, h, w) bool): an observation is
+        invalid where a band holds the nodata value, NaN or inf."""
+        raw = [read_window(p, window) for p in self.images]
+        cube = raw[0].reshape(len(self.dates), len(self.bands), *raw[0].shape[1:]) \
+            if self.stacked else np.stack(raw)
+        valid = np.ones((cube.shape[0], *cube.shape[2:]), bool)
+        if self.georef.nodata is not None:
+            valid &= (cube != self.georef.nodata).all(axis=1)
+        if cube.dtype.kind == "f":
+            valid &= np.isfinite(cube).all(axis=1)
+        return cube.astype(np.float32, copy=False), valid
+
+
+class Dataset:
+    """An image time series on one grid, with labelled polygons and a class table.
+
+    Attributes:
+        name, bands, classes, class_field: as in the manifest (classes may be empty
+            when no polygons are given).
+        source: an :class:`ImageStack` or :class:`sits_ref.products.Products`.
+        observation_dates: the dates of the images; dates: those of the series read
+            (the observation dates, or the manifest's ``date_grid``).
+        height, width, georef: the common grid of all images.
+        feature_names: bands then computable indices, e.g. the paper's 13 features.
+    """
+
+    def __init__(self, manifest_path):
+        path = os.path.abspath(os.fspath(manifest_path))
+        self.manifest_path = path
+        if os.path.isdir(path):                      # a folder of products alone
+            doc, root = {"products": "."}, path
+        else:
+            doc, root = _read_manifest(path), os.path.dirname(path)
+        self.name = str(doc.get("name", os.path.basename(root)))
+        self.source, self.scale = _image_source(doc, root, path)
+        self.observation_dates, self.bands = self.source.dates, self.source.bands
+        self.dates = _date_grid(doc["date_grid"], path) if "date_grid" in doc \
+            else self.observation_dates
+        self.polygon_files = {k: os.path.join(root, str(doc[f"{k}_polygons"]))
+                              for k in ("train", "test") if doc.get(f"{k}_polygons")}
+        missing = [k for k in TRAINING_FIELDS if k not in doc]
+        if self.polygon_files and missing:
+            raise DatasetError(f"{path}: polygons given but missing field(s) "
+                               f"{', '.join(missing)}")
+        self.class_field = str(doc.get("class_field", ""))
+        self.classes = _parse_classes(doc["classes"], path) if "classes" in doc else []
+        self._polygons = {}
+        self.height, self.width = self.source.height, self.source.width
+        self.georef = self.source.georef
+        self.feature_names = feature_names(self.bands)
+
+    def set_dates(self, dates) -> None:
+        """Read the series on other ``dates`` ('YYYY-MM-DD', increasing), gap-filled
+        from the observations (e.g. the dates a trained model expects)."""
+        self.dates = _parse_dates(list(dates), self.manifest_path)
+
     @property
     def class_codes(self) -> list[int]:
         return [c.code for c in self.classes]
@@ -189,23 +271,16 @@ class Dataset:
         return [c.name for c in self.classes]
 
     def read_bands(self, window=None) -> tuple[np.ndarray, np.ndarray]:
-        """Reflectances (T, C, h, w) float32 and validity mask (h, w) bool.
+        """Reflectances (D, C, h, w) float32 on :attr:`dates` and validity (h, w) bool.
 
-        ``window`` is (row0, col0, height, width); None reads the whole grid. A pixel is
-        invalid if it equals the GeoTIFF nodata value, or is NaN or inf, in any band of
-        any date; invalid pixels are 0 in the reflectances.
+        ``window`` is (row0, col0, height, width); None reads the whole grid. Invalid
+        observations (masked, nodata, NaN, inf) are gap-filled in time; a pixel is
+        invalid, and 0, only when none of its observations is valid.
         """
-        raw = [read_window(p, window) for p in self.images]
-        cube = raw[0].reshape(len(self.dates), len(self.bands), *raw[0].shape[1:]) \
-            if self.stacked else np.stack(raw)
-        invalid = np.zeros(cube.shape[2:], bool)
-        if self.georef.nodata is not None:
-            invalid |= (cube == self.georef.nodata).any(axis=(0, 1))
-        if cube.dtype.kind == "f":
-            invalid |= ~np.isfinite(cube).all(axis=(0, 1))
-        bands = cube.astype(np.float32) * np.float32(self.scale)
-        bands[:, :, invalid] = 0
-        return bands, ~invalid
+        values, valid = self.source.read(window)
+        values *= np.float32(self.scale)
+        return fill_gaps(values, valid, day_numbers(self.observation_dates),
+                         day_numbers(self.dates))
 
     def read_features(self, window=None) -> tuple[np.ndarray, np.ndarray]:
         """Features (T, F, h, w) float32 (bands + indices) and validity mask (h, w)."""
@@ -216,12 +291,13 @@ class Dataset:
         """Read what loading leaves for later, so bad inputs show before any training.
 
         Reads the polygon files (their errors raise DatasetError now) and scans the
-        float images block by block, warning once per file that holds NaN or inf
-        values (read_bands treats them as nodata). Integer images cannot hold either.
+        float images of a manifest block by block, warning once per file that holds
+        NaN or inf values (read_bands treats them as nodata). Integer images cannot
+        hold either; products are checked when they are found.
         """
         for which in self.polygon_files:
             self.polygons(which)
-        for path in self.images:
+        for path in getattr(self.source, "images", []):
             info = read_info(path)
             if info.dtype.kind != "f":
                 continue
@@ -233,7 +309,7 @@ class Dataset:
             if bad:
                 share = 100 * bad / (info.height * info.width)
                 warnings.warn(f"{path}: {bad} pixel(s) ({share:.2f} %) hold NaN or inf; "
-                              "treated as nodata", stacklevel=2)
+                              "treated as nodata (gap-filled in time)", stacklevel=2)
 
     def has_polygons(self, which: str) -> bool:
         return which in self.polygon_files
@@ -291,11 +367,78 @@ class Dataset:
 
 
 def load_dataset(manifest_path) -> Dataset:
-    """Open a dataset manifest; errors are :class:`DatasetError` naming the file."""
+    """Open a dataset manifest, or a folder of products; errors are
+    :class:`DatasetError` naming the file."""
     try:
         return Dataset(manifest_path)
     except GeoTiffError as exc:
         raise DatasetError(str(exc)) from None
 
 
+def valid_shares(dataset: Dataset) -> tuple[np.ndarray, int]:
+    """Share of valid observations per observation date (T,) and the number of pixels
+    never valid, read block by block (memory bounded by CHECK_BYTES)."""
+    source = dataset.source
+    per_row = source.width * len(source.dates) * (len(source.bands) + 1) * 4
+    rows = max(1, CHECK_BYTES // per_row)
+    counts, never = np.zeros(len(source.dates), np.int64), 0
+    for r0 in range(0, source.height, rows):
+        _, valid = source.read((r0, 0, min(rows, source.height - r0), source.width))
+        counts += valid.sum(axis=(1, 2))
+        never += int((~valid.any(axis=0)).sum())
+    return counts / (source.height * source.width), never
+
+
+def describe(dataset: Dataset) -> str:
+    """What a dataset holds: tile, grid, bands, masks, dates and valid observations."""
+    src, ref = dataset.source, dataset.georef
+    x0, dx, _, y0, _, dy = ref.transform
+    layout = getattr(src, "layout", "stacked images" if getattr(src, "stacked", 0)
+                     else "one image per date")
+    lines = [f"dataset  {dataset.name} ({dataset.manifest_path})",
+             f"source   {layout}" + (f", tile {src.tile}" if getattr(src, "tile", None) else ""),
+             f"grid     {dataset.height} x {dataset.width} px, {abs(dx):g} x {abs(dy):g} "
+             f"(CRS units), EPSG:{ref.epsg}, upper-left corner ({x0:.1f}, {y0:.1f})"]
+    factor = getattr(src, "factor", {})
+    coarse = [b for b in dataset.bands if factor.get(src.files[0][b], 1) > 1] \
+        if factor else []
+    lines.append(f"bands    {' '.join(dataset.bands)} (scale {dataset.scale:g})"
+                 + (f"; resampled to {abs(dx):g} m by nearest neighbour: {' '.join(coarse)}"
+                    if coarse else ""))
+    masks = [MASK_MEANING[k] for k in sorted({m.kind for ms in getattr(src, "masks", [])
+                                               for m in ms})]
+    lines.append(f"masks    {', '.join(masks) if masks else 'none (nodata value, NaN, inf only)'}")
+    shares, never = valid_shares(dataset)
+    lines.append(f"dates    {len(src.dates)} observations, valid share per date:")
+    lines += [f"         {d}  {100 * v:5.1f} %" for d, v in zip(src.dates, shares)]
+    lines.append(f"never valid: {never} px ({100 * never / (dataset.height * dataset.width):.2f}"
+                 " %), left out and nodata in maps; other gaps are filled in time")
+    if dataset.dates != src.dates:
+        lines.append(f"date grid {dataset.dates[0]} .. {dataset.dates[-1]}, "
+                     f"{len(dataset.dates)} dates")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    """``python -m sits_ref.dataset describe MANIFEST_OR_FOLDER``"""
+    import argparse
+    import sys
+    parser = argparse.ArgumentParser(prog="python -m sits_ref.dataset",
+                                     description="Describe a dataset manifest or a folder "
+                                                 "of Sentinel-2 products.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("describe", help="tile, grid, bands, masks, dates, valid observations") \
+        .add_argument("path", help="manifest JSON or product folder")
+    args = parser.parse_args(argv)
+    try:
+        print(describe(load_dataset(args.path)))
+    except (DatasetError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 __all__ = ["ClassInfo", "Dataset", "DatasetError", "GeoRef", "load_dataset"]
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -8,6 +8,7 @@ from sits_ref.models import build_model
 
 SMALL = dict(filters=8, hidden=16, dropout=0.2)   # a small TempCNN keeps the tests fast
 FEATURES = ["B2", "B3", "B4"]
+DATES = ["2018-02-15", "2018-03-15", "2018-04-15", "2018-05-15"]
 
 
 def _saved(tmp_path):
@@ -20,7 +21,8 @@ def _saved(tmp_path):
     path = str(tmp_path / "m.pt")
     save_checkpoint(path, model, "tempcnn", kwargs, norm_mean=np.arange(3.0),
                     norm_std=np.ones(3), class_codes=[1, 11], class_names=["Built up", "Water"],
-                    feature_names=FEATURES, extra={"best_f1": 0.9, "split": [1, 2]})
+                    feature_names=FEATURES, extra={"best_f1": 0.9, "split": [1, 2]},
+                    dates=DATES, pixel_size=10.0, class_colors=[(230, 0, 77), (0, 0, 255)])
     return model, path
 
 
@@ -48,6 +50,12 @@ def test_checkpoint_mismatch_is_refused(tmp_path):
         load_checkpoint(path, n_dates=5)
     with pytest.raises(ValueError, match="feature_names"):
         load_checkpoint(path, feature_names=["B2", "B4", "B3"])
+    with pytest.raises(ValueError, match="trained on dates 2018-02-15, .*the data has 2019"):
+        load_checkpoint(path, dates=[d.replace("2018", "2019") for d in DATES])
+    with pytest.raises(ValueError, match="trained on 10 m pixels, the data has 20 m"):
+        load_checkpoint(path, pixel_size=20)
+    _, meta = load_checkpoint(path, dates=DATES, pixel_size=10)
+    assert meta["class_colors"] == [[230, 0, 77], [0, 0, 255]]
 
     raw = torch.load(path, weights_only=True)
     bad = dict(raw, model_kwargs=dict(raw["model_kwargs"], hidden=17))

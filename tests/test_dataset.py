@@ -30,18 +30,28 @@ def test_stacked_layout_equals_per_date_files(tiny_dataset, tmp_path):
     write_geotiff(tmp_path / "stack.tif", raw, TINY_GEOREF)
     edit_manifest(tiny_dataset, images=["stack.tif"])
     stacked = load_dataset(tiny_dataset)
-    assert stacked.stacked
+    assert stacked.source.stacked
     assert np.allclose(stacked.read_bands()[0], bands, atol=1e-6)
 
 
-def test_nodata_pixel_is_invalid_and_zeroed(tiny_dataset, tmp_path):
+def test_nodata_observation_is_filled_and_never_valid_pixel_is_invalid(tiny_dataset,
+                                                                       tmp_path):
     from sits_ref.geotiff import read_window
-    cube = read_window(tmp_path / "date1.tif")
-    cube[2, 4, 5] = -10000
-    write_geotiff(tmp_path / "date1.tif", cube, TINY_GEOREF, nodata=-10000)
-    feats, valid = load_dataset(tiny_dataset).read_features()
-    assert not valid[4, 5] and valid.sum() == 20 * 24 - 1
-    assert (feats[:, :, 4, 5] == 0).all()
+    cubes = [read_window(tmp_path / f"date{t}.tif") for t in range(3)]
+    cubes[1][2, 4, 5] = -10000                 # one band of one date: that date is invalid
+    for cube in cubes:
+        cube[:, 6, 7] = -10000                 # every date: the pixel is never valid
+    for t, cube in enumerate(cubes):
+        write_geotiff(tmp_path / f"date{t}.tif", cube, TINY_GEOREF, nodata=-10000)
+    bands, valid = load_dataset(tiny_dataset).read_bands()
+    assert valid.sum() == 20 * 24 - 1 and not valid[6, 7]
+    assert (bands[:, :, 6, 7] == 0).all()
+    # 2018-03-15 lies 28 of the 59 days from 2018-02-15 to 2018-04-15: every band of
+    # that date is interpolated linearly in time (hand computation)
+    before, after = cubes[0][:, 4, 5] * 1e-4, cubes[2][:, 4, 5] * 1e-4
+    np.testing.assert_allclose(bands[1, :, 4, 5], before + 28 / 59 * (after - before),
+                               rtol=1e-5)
+    np.testing.assert_allclose(bands[0, :, 4, 5], before, rtol=1e-6)
 
 
 def test_missing_manifest_and_missing_field(tiny_dataset, tmp_path):

@@ -46,7 +46,7 @@ def test_sample_mirrors_the_paper(sample):
 
 def test_golden_pixel_features_from_raw_digital_numbers(sample):
     # raw int16 DNs read by tifffile itself, independent of sits_ref.geotiff
-    raw = tifffile.imread(sample.images[5])  # 2018-07-08, (10, H, W) band-first
+    raw = tifffile.imread(sample.source.images[5])  # 2018-07-08, (10, H, W) band-first
     b3, b4, b8 = (float(raw[i, 100, 120]) for i in (1, 2, 3))
     feats, valid = sample.read_features((100, 120, 1, 1))
     assert valid[0, 0]

@@ -32,16 +32,18 @@ LIFT = {
     "metrics": ((), ("numpy",)),
     "forest": ((), ("numpy",)),
     "segmentation": ((), ("numpy",)),
+    "gapfill": ((), ("numpy",)),
     "vectors": ((), ("numpy", "shapefile")),
     "models": ((), ("torch",)),
     "geotiff": (("atomic",), ("numpy", "tifffile")),
     "report": (("atomic",), ()),
+    "products": (("geotiff",), ("numpy",)),
     "fast": (("models",), ("torch",)),
     "train": (("metrics",), ("numpy", "torch")),
     "checkpoint": (("atomic", "models"), ("numpy", "torch")),
     "context": (("forest", "segmentation"), ("numpy",)),
     "samples": (("rasterize", "vectors"), ("numpy",)),
-    "dataset": (("geotiff", "indices", "vectors"), ("numpy",)),
+    "dataset": (("gapfill", "geotiff", "indices", "products", "vectors"), ("numpy",)),
     "predict": (("checkpoint", "dataset", "fast", "geotiff", "indices"), ("numpy", "torch")),
     "benchmark": (("atomic", "checkpoint", "context", "fast", "forest", "geotiff", "metrics",
                    "models", "predict", "samples", "train"), ("numpy", "torch")),
@@ -94,6 +96,19 @@ SMOKE = {
         m.write_geotiff("a.tif", np.arange(12, dtype=np.int16).reshape(3, 4), ref)
         assert m.read_window("a.tif", (1, 1, 2, 2)).tolist() == [[[5, 6], [9, 10]]]
         assert m.read_info("a.tif").georef.epsg == 32631
+    """,
+    "gapfill": """
+        filled, ok = m.fill_gaps(np.array([1.0, 0.0, 3.0])[:, None, None],
+                                 np.array([[True], [False], [True]]), [0, 1, 2])
+        assert filled.ravel().tolist() == [1, 2, 3] and ok.tolist() == [True]
+    """,
+    "products": """
+        import vend.geotiff as g
+        os.makedirs("S2B_31TCJ_20180415_0_L2A")
+        ref = g.GeoRef((300000.0, 10.0, 0.0, 4900000.0, 0.0, -10.0), 32631)
+        g.write_geotiff("S2B_31TCJ_20180415_0_L2A/B02.tif", np.full((2, 2), 700, np.int16), ref)
+        p = m.find_products(".", bands=["B2"])
+        assert (p.layout, p.dates) == ("per_band", ["2018-04-15"]) and p.read()[1].all()
     """,
     "report": """
         assert m.to_markdown([["Class", "A"], ["Water", "0.9"]]).splitlines()[2] == "| Water | 0.9 |"
