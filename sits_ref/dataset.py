@@ -10,6 +10,8 @@ time series can be benchmarked by writing one. Paths are relative to the manifes
       "dates": ["2018-02-15", "2018-03-15", ...],
       "bands": ["B2", "B3", "B4", "B8", "B5", "B6", "B7", "B8A", "B11", "B12"],
       "scale": 0.0001,             # digital number -> reflectance (optional, default 1)
+      "offset": 0,                 # added to digital numbers before scaling (optional;
+                                   # -1000 for ESA L2A of processing baseline >= 04.00)
       "train_polygons": "train.shp",
       "test_polygons": "test.shp", # optional
       "class_field": "code",
@@ -142,12 +144,16 @@ def _read_manifest(path: str) -> dict:
     return doc
 
 
+def _number(doc: dict, key: str, default: float, path: str) -> float:
+    try:
+        return float(doc.get(key, default))
+    except (TypeError, ValueError):
+        raise DatasetError(f"{path}: {key} {doc[key]!r} is not a number") from None
+
+
 def _image_source(doc: dict, root: str, path: str):
     """(ImageStack or Products, scale) of a manifest."""
-    try:
-        scale = float(doc.get("scale", SCALE if "products" in doc else 1.0))
-    except (TypeError, ValueError):
-        raise DatasetError(f"{path}: scale {doc['scale']!r} is not a number") from None
+    scale = _number(doc, "scale", SCALE if "products" in doc else 1.0, path)
     bands = _string_list(doc, "bands", path) if "bands" in doc else None
     if "products" in doc:
         try:
@@ -241,6 +247,7 @@ class Dataset:
             doc, root = _read_manifest(path), os.path.dirname(path)
         self.name = str(doc.get("name", os.path.basename(root)))
         self.source, self.scale = _image_source(doc, root, path)
+        self.offset = _number(doc, "offset", 0.0, path)
         self.observation_dates, self.bands = self.source.dates, self.source.bands
         self.dates = _date_grid(doc["date_grid"], path) if "date_grid" in doc \
             else self.observation_dates
@@ -278,6 +285,8 @@ class Dataset:
         invalid, and 0, only when none of its observations is valid.
         """
         values, valid = self.source.read(window)
+        if self.offset:
+            values += np.float32(self.offset)
         values *= np.float32(self.scale)
         return fill_gaps(values, valid, day_numbers(self.observation_dates),
                          day_numbers(self.dates))

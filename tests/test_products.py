@@ -134,6 +134,14 @@ def test_gap_filling_per_pixel_and_never_valid():
     assert (filled[:, :, 1] == 0).all()
 
 
+def test_offset_is_added_before_scaling(tmp_path, cube):
+    write_products(str(tmp_path / "S2"), "per_band", cube[:2])
+    (tmp_path / "m.json").write_text(json.dumps({"products": "S2", "offset": -1000}))
+    bands, _ = load_dataset(tmp_path / "m.json").read_bands((5, 6, 1, 1))
+    # date 1, B2 (10 m): digital number - 1000, times 1/10000 (hand computation)
+    assert bands[1, 0, 0, 0] == pytest.approx((int(cube[1, 0, 5, 6]) - 1000) * 1e-4)
+
+
 def test_regular_date_grid_in_a_manifest(written, tmp_path):
     _, folder, _, _, dates = written
     (tmp_path / "m.json").write_text(json.dumps({"products": str(folder), "date_grid": {
