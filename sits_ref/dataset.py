@@ -53,8 +53,8 @@ import numpy as np
 
 from .gapfill import day_numbers, fill_gaps, regular_dates
 from .geotiff import GeoRef, GeoTiffError, read_info, read_window
-from .indices import add_indices, feature_names
-from .products import MASK_MEANING, PAPER_BANDS, SCALE, ProductError, find_products
+from .indices import PAPER_BANDS, add_indices, feature_names
+from .products import MASK_MEANING, SCALE, ProductError, find_products, valid_values
 from .vectors import LabelledPolygon, VectorError, polygon_bounds, read_polygons
 
 
@@ -217,11 +217,7 @@ class ImageStack:
         raw = [read_window(p, window) for p in self.images]
         cube = raw[0].reshape(len(self.dates), len(self.bands), *raw[0].shape[1:]) \
             if self.stacked else np.stack(raw)
-        valid = np.ones((cube.shape[0], *cube.shape[2:]), bool)
-        if self.georef.nodata is not None:
-            valid &= (cube != self.georef.nodata).all(axis=1)
-        if cube.dtype.kind == "f":
-            valid &= np.isfinite(cube).all(axis=1)
+        valid = valid_values(cube, self.georef.nodata).all(axis=1)
         return cube.astype(np.float32, copy=False), valid
 
 

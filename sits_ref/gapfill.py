@@ -40,8 +40,9 @@ def fill_gaps(values, valid, days, target_days=None):
     values: (T, C, ...) float observations; valid: (T, ...) bool, per date and pixel;
     days: (T,) increasing observation days; target_days: (D,) days to return (default:
     ``days``). Returns (filled (D, C, ...) float32, any_valid (...) bool); pixels
-    without a valid observation are 0 in ``filled``. When every observation is valid
-    and the target days are the observation days, ``values`` is returned as it is.
+    without a valid observation are 0 in ``filled``. When the target days are the
+    observation days and every observation is valid, ``values`` is returned as it is
+    (``values`` is never modified).
     """
     values, valid = np.asarray(values), np.asarray(valid, bool)
     days = np.asarray(days, np.int64)
@@ -56,8 +57,10 @@ def fill_gaps(values, valid, days, target_days=None):
     v = values.reshape(t, c, -1).astype(np.float32, copy=False)
     ok = valid.reshape(t, -1)
     any_valid = ok.any(axis=0)
-    if ok.all() and np.array_equal(target, days):                  # nothing to fill
-        return v.reshape(values.shape), any_valid.reshape(pixels)
+    if np.array_equal(target, days) and (ok.all(axis=0) | ~any_valid).all():
+        # nothing to interpolate: every pixel is valid on every date, or on none
+        filled = v if any_valid.all() else np.where(any_valid, v, np.float32(0))
+        return filled.reshape(values.shape), any_valid.reshape(pixels)
     before, after = _bracketing_valid(ok, days, target)             # (D, P) each
     filled = _interpolate(v, days, target, before, after)
     filled[:, :, ~any_valid] = 0
@@ -87,8 +90,8 @@ def _interpolate(v, days, target, before, after):
     b = np.where(before >= 0, before, after).clip(0)    # none before: the next one
     a = np.where(after >= 0, after, before).clip(0)     # none after: the last one
     day_b, day_a = days[b], days[a]
-    span = (day_a - day_b).astype(np.float32)
-    weight = np.where(span > 0, (target[:, None] - day_b) / np.where(span > 0, span, 1), 0)
+    # where b == a (one side only) the step below is 0 whatever the weight
+    weight = (target[:, None] - day_b) / np.maximum(day_a - day_b, 1)
     weight = weight.astype(np.float32)[:, None, :]                  # (D, 1, P)
     filled = np.take_along_axis(v, b[:, None, :], axis=0)           # (D, C, P), a copy
     step = np.take_along_axis(v, a[:, None, :], axis=0)

@@ -119,7 +119,7 @@ def band_rows(classifier, dataset, block: int, budget_mb: float = READ_BUDGET_MB
     default budget gives 23-row bands (17 + 2 x 3 halo rows for the patch CNNs); peak
     memory then depends on the width and on ``block`` (the model's working set),
     never on the height of the scene. With the auto-context forest the height also
-    divides its context square (blocks must lie inside one square): 32 rows.
+    divides its context square (blocks must lie inside one square): 16 rows.
     """
     per_row = dataset.width * len(dataset.dates) * len(dataset.bands) * READ_BYTES_PER_VALUE
     rows = int(budget_mb * 2 ** 20 // per_row) - 2 * classifier.halo

@@ -41,10 +41,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .geotiff import GeoRef, GeoTiffError, read_info, read_window
+from .indices import PAPER_BANDS
 
 SCALE = 1e-4                  # digital number -> reflectance
 THEIA_NODATA = -10000
-PAPER_BANDS = ("B2", "B3", "B4", "B8", "B5", "B6", "B7", "B8A", "B11", "B12")
 NATIVE_METRES = {"B1": 60, "B2": 10, "B3": 10, "B4": 10, "B5": 20, "B6": 20, "B7": 20,
                  "B8": 10, "B8A": 20, "B9": 60, "B10": 60, "B11": 20, "B12": 20}
 SCL_INVALID = (0, 1, 3, 8, 9, 10)    # no data, defective, shadow, cloud x2, cirrus
@@ -125,7 +125,7 @@ class Products:
                 valid[t] &= ~item.invalid(raw)
             else:
                 values[t, index[band]] = raw
-                valid[t] &= _valid_values(raw, self.nodata[item])
+                valid[t] &= valid_values(raw, self.nodata[item])
         return values, valid
 
     def _read_10m(self, item, window):
@@ -140,7 +140,9 @@ class Products:
             raise ProductError(str(exc)) from None
 
 
-def _valid_values(raw, nodata):
+def valid_values(raw, nodata):
+    """True where ``raw`` is neither the ``nodata`` value (None: no such value), NaN
+    nor inf."""
     ok = np.isfinite(raw) if raw.dtype.kind == "f" else np.ones(raw.shape, bool)
     if nodata is not None:
         ok &= raw != nodata

@@ -62,6 +62,18 @@ def test_20m_band_is_nearest_neighbour_by_hand(written):
     assert values[3, 4, 2, 6] == coarse[1, 3]
 
 
+def test_nodata_value_in_one_band_invalidates_the_observation(tmp_path, cube):
+    """A band holding -10000 where the mask says valid: that date is invalid there."""
+    from sits_ref.geotiff import read_window
+    write_products(str(tmp_path / "S2"), "theia_l3a", cube[:3])
+    path = next((tmp_path / "S2").glob("SENTINEL2X_20180513*/*_FRC_B4.tif"))
+    values = read_window(path)[0]
+    values[10, 20] = NODATA
+    write_geotiff(path, values, GEOREF, nodata=NODATA)
+    _, ok = find_products(tmp_path / "S2").read()
+    assert not ok[1, 10, 20] and ok[0, 10, 20] and ok[2, 10, 20] and ok[1, 10, 21]
+
+
 @pytest.mark.parametrize("window", [(0, 0, 30, 37), (3, 5, 11, 20), (29, 36, 1, 1),
                                     (1, 1, 7, 3)])
 def test_windowed_read_equals_whole(written, window):
@@ -142,7 +154,18 @@ def test_offset_is_added_before_scaling(tmp_path, cube):
     assert bands[1, 0, 0, 0] == pytest.approx((int(cube[1, 0, 5, 6]) - 1000) * 1e-4)
 
 
-def test_regular_date_grid_in_a_manifest(written, tmp_path):
+def test_gap_filling_with_only_complete_and_never_valid_pixels():
+    values = np.arange(1, 13, dtype=np.float32).reshape(3, 2, 2)       # (T, C, P)
+    before = values.copy()
+    valid = np.array([[True, False]] * 3)
+    filled, ok = fill_gaps(values, valid, [0, 1, 3])
+    assert ok.tolist() == [True, False]
+    np.testing.assert_array_equal(filled[:, :, 0], values[:, :, 0])
+    assert (filled[:, :, 1] == 0).all()
+    np.testing.assert_array_equal(values, before)                      # input untouched
+
+
+def test_regular_date_grid_in_a_manifest(written, tmp_path, cube):
     _, folder, _, _, dates = written
     (tmp_path / "m.json").write_text(json.dumps({"products": str(folder), "date_grid": {
         "start": "2018-05-01", "end": "2018-11-01", "step_days": 10}}))
@@ -155,6 +178,10 @@ def test_regular_date_grid_in_a_manifest(written, tmp_path):
                             day_numbers(ds.dates))
     np.testing.assert_array_equal(bands, expected)
     assert bands.shape == (19, 10, 30, 37)
+    # by hand: B2 at (25, 36), valid on 2018-04-29 and 2018-05-13; 2018-05-01 lies 2 of
+    # their 14 days after the first
+    first, second = (float(v) * 1e-4 for v in cube[:2, 0, 25, 36])
+    assert bands[0, 0, 25, 36] == pytest.approx(first + 2 / 14 * (second - first), rel=1e-5)
 
 
 # ------------------------------------------------------------------ describe

@@ -37,7 +37,7 @@ LIFT = {
     "models": ((), ("torch",)),
     "geotiff": (("atomic",), ("numpy", "tifffile")),
     "report": (("atomic",), ()),
-    "products": (("geotiff",), ("numpy",)),
+    "products": (("geotiff", "indices"), ("numpy",)),
     "fast": (("models",), ("torch",)),
     "train": (("metrics",), ("numpy", "torch")),
     "checkpoint": (("atomic", "models"), ("numpy", "torch")),
