@@ -5,23 +5,27 @@
     python run_benchmark.py --data my/manifest.json --models tempcnn cnn3d --runs 3
 
 Writes OUT/results.json, OUT/table.md, OUT/confusion/*.csv, OUT/maps/*.tif (class map
-and confidence per model) and OUT/runs/* (one JSON and checkpoint per finished run;
-``--resume`` skips those after an interruption).
+and confidence per model), OUT/runs/* (one JSON and checkpoint per finished run;
+``--resume`` skips those after an interruption) and OUT/report.md with its pictures
+(OUT/quicklooks/, and OUT/figures/ when matplotlib is installed).
 """
 from __future__ import annotations
 
 import argparse
 import os
+import platform
 import sys
 import time
 import warnings
 
+import numpy as np
 import torch
 
 from sits_ref.atomic import write_json, write_text
 from sits_ref.benchmark import MODELS, Benchmark, Options
 from sits_ref.dataset import DatasetError, load_dataset
-from sits_ref.report import table_rows, to_markdown, to_text, write_confusions
+from sits_ref.report import build_report, figure_window, table_rows, to_markdown, to_text, \
+    write_confusions
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -65,6 +69,12 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="smoke run: 1 run, 2 epochs of 5 steps, 10 trees")
     p.add_argument("--resume", action="store_true",
                    help="skip runs already finished in --out")
+    p.add_argument("--rgb-date", help="date of the report's RGB quicklook, YYYY-MM-DD "
+                                      "(default: the middle date)")
+    p.add_argument("--figure-window", type=int, nargs=4,
+                   metavar=("ROW", "COL", "HEIGHT", "WIDTH"),
+                   help="pixel window of the report's Figure 9 (default: around the "
+                        "test polygons)")
     args = p.parse_args(argv)
     if args.device.startswith("cuda"):
         if not torch.cuda.is_available():
@@ -95,6 +105,7 @@ def main(argv=None) -> int:
                   f"{len(dataset.feature_names)} features, {dataset.height} x "
                   f"{dataset.width} px, EPSG:{dataset.georef.epsg}, "
                   f"{len(dataset.classes)} classes")
+            _check_report_options(args, dataset)
             bench = Benchmark(dataset, opts)
             results = bench.run_all()
     except (DatasetError, ValueError, OSError) as exc:
@@ -112,15 +123,28 @@ def main(argv=None) -> int:
         "dataset": {"name": dataset.name, "manifest": opts.data, "dates": dataset.dates,
                     "features": dataset.feature_names, "height": dataset.height,
                     "width": dataset.width, "epsg": dataset.georef.epsg,
-                    "classes": [{"code": c.code, "name": c.name} for c in dataset.classes]},
+                    "classes": [{"code": c.code, "name": c.name, "color": list(c.color)}
+                                for c in dataset.classes]},
         "options": vars(opts), "splits": splits, "wall_seconds": wall,
+        "versions": {"python": platform.python_version(), "torch": torch.__version__,
+                     "numpy": np.__version__},
         "models": results})
     write_text(os.path.join(opts.out, "table.md"), to_markdown(rows))
     write_confusions(opts.out, results, dataset.class_names, splits)
     print("\n" + to_text(rows))
-    print(f"\nwall time {wall:.0f} s; results in {opts.out}/ (results.json, table.md, "
-          "confusion/, maps/)")
+    build_report(opts.out, args.figure_window, args.rgb_date)
+    print(f"\nwall time {wall:.0f} s; results in {opts.out}/ (report.md, results.json, "
+          "table.md, confusion/, maps/)")
     return 0
+
+
+def _check_report_options(args, dataset) -> None:
+    """--rgb-date and --figure-window refused before any training, not after."""
+    if args.rgb_date is not None and args.rgb_date not in dataset.dates:
+        raise ValueError(f"--rgb-date {args.rgb_date}: not a date of the series "
+                         f"({', '.join(dataset.dates)})")
+    if args.figure_window is not None:
+        figure_window(None, args.figure_window, dataset.height, dataset.width)
 
 
 if __name__ == "__main__":

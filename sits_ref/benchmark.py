@@ -29,7 +29,7 @@ from .models import MODELS as CNNS, build_model, count_parameters
 from .geotiff import read_window
 from .predict import ForestClassifier, TorchClassifier, predict_scene
 from .samples import (VAL_FRACTION, Normalizer, Pixels, SampleBuilder, Split, Tiles,
-                      oversample, split_polygons)
+                      class_profiles, oversample, split_polygons)
 from .checkpoint import load_checkpoint, save_checkpoint
 from .train import TrainConfig, evaluate, train_model
 
@@ -166,6 +166,18 @@ class Experiment:
         px = self.pixels(split)
         return px.x.reshape(len(px.x), px.x.shape[1] * px.x.shape[2])
 
+    def profiles(self) -> dict:
+        """Per-class temporal profiles (:func:`sits_ref.samples.class_profiles`) of the
+        labelled pixels of the training polygons (training and validation sides), raw
+        and normalised as the CNNs see them: the data of the paper's Figures 7 and 8."""
+        parts = [self.pixels(split) for split in ("train", "val")]
+        x, y = np.concatenate([p.x for p in parts]), np.concatenate([p.y for p in parts])
+        mean, std, count = class_profiles(x, y, len(self.ds.classes))
+        norm_mean, norm_std, _ = class_profiles(self.norm(x), y, len(self.ds.classes))
+        return {"features": self.ds.feature_names, "dates": self.ds.dates,
+                "count": count.tolist(), "mean": mean.tolist(), "std": std.tolist(),
+                "normalised_mean": norm_mean.tolist(), "normalised_std": norm_std.tolist()}
+
     def neighbourhood(self) -> Neighbourhood:
         """The superpixels holding training pixels, for the auto-context forest."""
         if self._hood is None:
@@ -263,6 +275,7 @@ class Benchmark:
         os.makedirs(self.run_dir, exist_ok=True)
         os.makedirs(os.path.join(opts.out, "maps"), exist_ok=True)
         write_json(os.path.join(opts.out, "config.json"), opts.fingerprint())
+        write_json(os.path.join(opts.out, "profiles.json"), self.exp.profiles())
         self.started = time.perf_counter()
 
     def _check_resume(self) -> None:

@@ -38,6 +38,8 @@ KEY_RASTER_TYPE = 1025
 KEY_GEOGRAPHIC_CRS = 2048
 KEY_PROJECTED_CRS = 3072
 USER_DEFINED = 32767
+CREATE_STRIP_ROWS = 64     # rows per strip of create_geotiff's files (2.7 MB of float32
+                           # at 10980 columns)
 
 
 class GeoTiffError(ValueError):
@@ -330,10 +332,13 @@ def create_geotiff(path, height: int, width: int, dtype, georef: GeoRef, nodata=
     """Create an uncompressed single-band GeoTIFF and yield it as a writable memmap (H, W).
 
     For outputs too big for memory (a whole-tile map): write blocks into the memmap;
-    the file appears under ``path`` only when the ``with`` block exits normally.
+    the file appears under ``path`` only when the ``with`` block exits normally. Strips
+    of ``CREATE_STRIP_ROWS`` rows, stored back to back (so the memmap still works), let a
+    later :func:`read_window` read a few rows without the whole image.
     """
     with atomic_path(path) as tmp:
         tifffile.imwrite(tmp, shape=(height, width), dtype=dtype,
+                         rowsperstrip=CREATE_STRIP_ROWS,
                          **_write_kwargs(georef, nodata, colormap, metadata))
         image = tifffile.memmap(tmp, mode="r+")
         yield image

@@ -12,7 +12,8 @@ scene width and the block size, not by the scene.
 
 Outputs, georeferenced exactly like the input: a uint8 class map (class codes, 0 =
 nodata, colour table and class names) and a float32 confidence map (the winning
-class probability).
+class probability); the command line adds a PNG quicklook of each
+(:mod:`sits_ref.quicklook`).
 
 Command line (applies a checkpoint saved by :mod:`sits_ref.train` to a scene)::
 
@@ -31,6 +32,7 @@ import torch
 from .fast import fast_model
 from .geotiff import create_geotiff
 from .indices import add_indices
+from .quicklook import class_map_quicklook, confidence_quicklook
 
 
 class TorchClassifier:
@@ -284,8 +286,11 @@ def main(argv=None) -> int:
     except ValueError as exc:        # e.g. a product file that cannot be decoded
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    looks = [os.path.splitext(path)[0] + ".png" for path in (args.out, conf)]
+    class_map_quicklook(args.out, looks[0], {c.code: c.color for c in classes})
+    confidence_quicklook(conf, looks[1])
     print(f"wrote {args.out} and {conf} ({dataset.height} x {dataset.width} px, "
-          f"{seconds:.1f} s)")
+          f"{seconds:.1f} s), quicklooks {looks[0]} and {looks[1]}")
     return 0
 
 

@@ -307,3 +307,19 @@ class Normalizer:
     def __call__(self, x: np.ndarray) -> np.ndarray:
         shape = (1, -1) + (1,) * (x.ndim - 2)
         return ((x - self.mean.reshape(shape)) / self.std.reshape(shape)).astype(np.float32)
+
+
+def class_profiles(x: np.ndarray, y: np.ndarray, n_classes: int):
+    """Per-class temporal profiles of pixel samples (the paper's Figures 7 and 8).
+
+    x: (N, F, T) features, y: (N,) class indices. Returns (mean, std, count): mean and
+    std (K, F, T) float64 over the pixels of each class (0 for a class without pixels),
+    and count (K,) its number of pixels.
+    """
+    x = np.asarray(x, np.float64)
+    count = np.bincount(y, minlength=n_classes)[:n_classes]
+    mean = np.zeros((n_classes,) + x.shape[1:])
+    std = np.zeros_like(mean)
+    for k in np.flatnonzero(count):
+        mean[k], std[k] = x[y == k].mean(axis=0), x[y == k].std(axis=0)
+    return mean, std, count

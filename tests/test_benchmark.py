@@ -1,6 +1,9 @@
-"""run_benchmark.py end to end: --quick on the sample, resume, bad input."""
+"""run_benchmark.py end to end: --quick on the sample, resume, bad input, report."""
+import importlib.util
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 
@@ -123,6 +126,8 @@ def test_dataset_without_test_polygons_reports_validation_only(tiny_dataset, tmp
     (["--models", "resnet"], "argument --models: invalid choice: 'resnet'"),
     (["--device", "tpu"], "--device must be cpu or cuda"),
     (["--data", "/nonexistent/manifest.json"], "manifest not found"),
+    (["--rgb-date", "2019-01-01"], "--rgb-date 2019-01-01: not a date of the series"),
+    (["--figure-window", "200", "0", "100", "10"], "not inside the 256 x 256 grid"),
 ])
 def test_bad_arguments_exit_2_with_one_line(argv, message, tmp_path):
     proc = subprocess.run([sys.executable, os.path.join(ROOT, "run_benchmark.py"), *argv,
@@ -250,3 +255,110 @@ def test_score_map_reads_the_scores_from_the_map_file(tiny_dataset, tmp_path):
     scores = score_map(str(tmp_path / "map.tif"), px, ds.class_codes, ds.width)
     n1, n2 = int((px.y == 0).sum()), int((px.y == 1).sum())
     assert scores["confusion_matrix"] == [[n1 - 3, 3], [0, n2]]
+
+
+# ----------------------------------------------------------------------------- report
+
+LINK = re.compile(r"!\[[^\]]*\]\(([^)]+)\)")
+
+
+def _links(report_path):
+    return LINK.findall(open(report_path).read())
+
+
+@pytest.mark.slow
+def test_quick_run_writes_a_report_whose_pictures_all_exist(quick_run):
+    out, results = quick_run
+    links = _links(out / "report.md")
+    for link in links:
+        path = out / link
+        assert not os.path.isabs(link) and path.exists(), link
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", link
+    text = (out / "report.md").read_text()
+    assert (out / "table.md").read_text() in text              # Table 4, verbatim
+    expected = {f"quicklooks/{m}_{kind}.png" for m in ALL for kind in ("map", "confidence")}
+    expected.add("quicklooks/input_rgb_2018-07-08.png")         # the middle date
+    if importlib.util.find_spec("matplotlib"):
+        expected |= {f"figures/{m}_confusion.png" for m in ALL}
+        expected |= {f"figures/{m}_training.png" for m in ALL[:4]}    # the CNNs
+        expected |= {"figures/fig7_profiles.png", "figures/fig8_normalised_profiles.png",
+                     "figures/fig9_maps.png"}
+    assert set(links) == expected
+    assert "| seed | 0 |" in text and "| torch |" in text
+
+
+@pytest.mark.slow
+def test_quick_run_profiles_are_the_training_polygons_pixels(quick_run):
+    out, _ = quick_run
+    profiles = json.loads((out / "profiles.json").read_text())
+    ds = load_dataset(SAMPLE)
+    from sits_ref.rasterize import rasterize
+    from sits_ref.vectors import read_polygons
+    polygons, _ = read_polygons(ds.polygon_files["train"], ds.class_field, ds.class_codes)
+    k = {code: i for i, code in enumerate(ds.class_codes)}
+    truth = rasterize(((p.geometry, k[p.code] + 1) for p in polygons),
+                      (ds.height, ds.width), ds.georef.transform, fill=0, dtype=np.int32)
+    assert profiles["count"] == np.bincount(truth.ravel(), minlength=9)[1:].tolist()
+    feats, _ = ds.read_features()                               # (T, F, H, W)
+    ndvi = profiles["features"].index("NDVI")
+    water = ds.class_names.index("Water")
+    pixels = feats[:, ndvi][:, truth == water + 1]              # (T, N)
+    assert np.allclose(profiles["mean"][water][ndvi], pixels.mean(axis=1), atol=1e-6)
+    assert np.allclose(profiles["std"][water][ndvi], pixels.std(axis=1), atol=1e-6)
+
+
+def _copy(out, tmp_path):
+    copy = tmp_path / "out"
+    shutil.copytree(out, copy)
+    for name in ("report.md", "figures", "quicklooks"):
+        target = copy / name
+        shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
+    return copy
+
+
+@pytest.mark.slow
+def test_report_is_rebuilt_from_the_output_folder(quick_run, tmp_path):
+    copy = _copy(quick_run[0], tmp_path)
+    proc = subprocess.run([sys.executable, "-m", "sits_ref.report", str(copy),
+                           "--rgb-date", "2018-03-15", "--window", "10", "20", "64", "48"],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    links = _links(copy / "report.md")
+    assert "quicklooks/input_rgb_2018-03-15.png" in links
+    assert all((copy / link).exists() for link in links)
+    if importlib.util.find_spec("matplotlib"):
+        assert "Rows 10-73, columns 20-67 of the scene." in (copy / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_report_without_matplotlib_says_so_in_one_line(quick_run, tmp_path):
+    copy = _copy(quick_run[0], tmp_path)
+    script = ("import sys; sys.modules['matplotlib'] = None\n"
+              "from sits_ref.report import main; sys.exit(main([sys.argv[1]]))")
+    proc = subprocess.run([sys.executable, "-c", script, str(copy)], capture_output=True,
+                          text=True, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    skipped = [line for line in proc.stdout.splitlines() if "figures skipped" in line]
+    assert len(skipped) == 1 and 'pip install -e ".[plots]"' in skipped[0]
+    assert not (copy / "figures").exists()
+    assert "Figures were skipped" in (copy / "report.md").read_text()
+    assert all(link.startswith("quicklooks/") for link in _links(copy / "report.md"))
+
+
+@pytest.mark.parametrize("extra, message", [
+    ([], "results.json: not found"),
+    (["--rgb-date", "2018-01-01"], "--rgb-date 2018-01-01: not a date of the series"),
+    (["--window", "0", "0", "300", "10"], "--window [0, 0, 300, 10]: not inside"),
+])
+def test_report_cli_bad_input_exits_2(extra, message, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    if extra:          # a minimal results.json pointing at the sample
+        ds = load_dataset(SAMPLE)
+        (out / "results.json").write_text(json.dumps({"dataset": {
+            "manifest": SAMPLE, "height": ds.height, "width": ds.width,
+            "classes": []}, "models": {}}))
+    proc = subprocess.run([sys.executable, "-m", "sits_ref.report", str(out), *extra],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr and not (out / "report.md").exists()

@@ -76,6 +76,17 @@ def test_multiband_and_streamed_writes_round_trip(tmp_path):
     assert read_info(tmp_path / "conf.tif").georef == UTM
 
 
+def test_streamed_write_is_stored_in_strips_read_one_by_one(tmp_path):
+    import tifffile
+    values = np.arange(150 * 7, dtype=np.float32).reshape(150, 7)
+    with create_geotiff(tmp_path / "conf.tif", 150, 7, np.float32, UTM) as img:
+        img[:] = values
+    with tifffile.TiffFile(tmp_path / "conf.tif") as tif:
+        assert tif.pages.first.rowsperstrip == 64 and len(tif.pages.first.dataoffsets) == 3
+    assert np.array_equal(read_window(tmp_path / "conf.tif", (130, 2, 20, 3))[0],
+                          values[130:150, 2:5])
+
+
 def test_failed_streamed_write_leaves_nothing(tmp_path):
     with pytest.raises(RuntimeError):
         with create_geotiff(tmp_path / "conf.tif", 20, 30, np.float32, UTM):

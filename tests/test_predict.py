@@ -12,6 +12,7 @@ from sits_ref.predict import (READ_BYTES_PER_VALUE, ForestClassifier, TorchClass
 from sits_ref.checkpoint import save_checkpoint
 
 from conftest import TINY_GEOREF, edit_manifest
+from test_pictures import decode_png
 
 NODATA_PIXELS = [(0, 0), (7, 13), (19, 23)]   # (row, col) nodata on every date
 
@@ -174,6 +175,11 @@ def test_cli_writes_map_and_confidence(scene, checkpoint, tmp_path, capsys):
     assert out.exists() and (tmp_path / "out" / "map_confidence.tif").exists()
     assert read_info(out).georef.transform == scene.georef.transform
     assert "wrote" in capsys.readouterr().out
+    codes = read_window(out)[0]               # small scene: the quicklook is the map itself
+    with open(tmp_path / "out" / "map.png", "rb") as f:
+        look = decode_png(f.read())
+    assert np.array_equal(look["pixels"], codes)
+    assert (tmp_path / "out" / "map_confidence.png").exists()
 
 
 @pytest.mark.parametrize("case", ["missing", "features", "dates", "manifest", "classes"])

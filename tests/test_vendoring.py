@@ -22,7 +22,7 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGE = os.path.join(ROOT, "sits_ref")
-THIRD_PARTY = ("numpy", "torch", "tifffile", "shapefile")   # shapefile = pyshp
+THIRD_PARTY = ("numpy", "torch", "tifffile", "shapefile", "matplotlib")  # shapefile = pyshp
 
 # module: (sibling modules it imports, third-party packages it imports)
 LIFT = {
@@ -36,7 +36,11 @@ LIFT = {
     "vectors": ((), ("numpy", "shapefile")),
     "models": ((), ("torch",)),
     "geotiff": (("atomic",), ("numpy", "tifffile")),
-    "report": (("atomic",), ()),
+    "png": (("atomic",), ("numpy",)),
+    "figures": (("atomic",), ("matplotlib", "numpy")),
+    "quicklook": (("geotiff", "png"), ("numpy",)),
+    "report": (("atomic", "dataset", "figures", "geotiff", "quicklook", "samples", "vectors"),
+               ("numpy",)),
     "products": (("geotiff", "indices"), ("numpy",)),
     "fast": (("models",), ("torch",)),
     "train": (("metrics",), ("numpy", "torch")),
@@ -44,7 +48,8 @@ LIFT = {
     "context": (("forest", "segmentation"), ("numpy",)),
     "samples": (("rasterize", "vectors"), ("numpy",)),
     "dataset": (("gapfill", "geotiff", "indices", "products", "vectors"), ("numpy",)),
-    "predict": (("checkpoint", "dataset", "fast", "geotiff", "indices"), ("numpy", "torch")),
+    "predict": (("checkpoint", "dataset", "fast", "geotiff", "indices", "quicklook"),
+                ("numpy", "torch")),
     "benchmark": (("atomic", "checkpoint", "context", "fast", "forest", "geotiff", "metrics",
                    "models", "predict", "samples", "train"), ("numpy", "torch")),
 }
@@ -109,6 +114,18 @@ SMOKE = {
         g.write_geotiff("S2B_31TCJ_20180415_0_L2A/B02.tif", np.full((2, 2), 700, np.int16), ref)
         p = m.find_products(".", bands=["B2"])
         assert (p.layout, p.dates) == ("per_band", ["2018-04-15"]) and p.read()[1].all()
+    """,
+    "png": """
+        m.write_png("a.png", np.array([[0, 255]], np.uint8))
+        data = open("a.png", "rb").read()
+        assert data[:8] == b"\\x89PNG\\r\\n\\x1a\\n" and data[16:24] == bytes([0, 0, 0, 2, 0, 0, 0, 1])
+    """,
+    "figures": """
+        m.confusion_figure("cm.png", {"test": [[3, 1], [0, 2]]}, ["a", "b"], "M")
+        assert open("cm.png", "rb").read()[16:24] == bytes([0, 0, 2, 88, 0, 0, 2, 88])  # 600 px
+    """,
+    "quicklook": """
+        assert m.block_mode(np.array([[1, 2], [2, 0]], np.uint8), 2).tolist() == [[2]]
     """,
     "report": """
         assert m.to_markdown([["Class", "A"], ["Water", "0.9"]]).splitlines()[2] == "| Water | 0.9 |"
@@ -224,6 +241,8 @@ def test_module_runs_when_copied_out(module, tmp_path):
     work = tmp_path / "work"
     work.mkdir()
     allowed = set(LIFT[module][1]) | {p for n in closure for p in LIFT[n][1]}
+    if "matplotlib" in allowed:
+        pytest.importorskip("matplotlib")     # the [plots] extra
     script = "\n".join([
         "import os, sys",
         "sys.modules['sits_ref'] = None          # importing sits_ref now fails",
