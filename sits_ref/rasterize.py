@@ -24,18 +24,66 @@ its tie-breaking on boundaries, which we reproduce exactly:
 * shapes are burnt in order: where they overlap, the later one wins;
 * values are cast as GDAL does (rounded half away from zero, clamped).
 
-Everything is vectorised over all shapes at once (no Python loop per shape,
-edge or span): the crossings of every edge with the scanlines it spans are
-computed in one go, sorted by (shape, row, column) through one integer key,
-paired into spans, and the spans expanded to flat pixel indices.  Only numpy
-is needed.  Unlike rasterio, malformed geometries raise ValueError instead of
-being skipped with a warning.
+It is a scanline fill, vectorised over all shapes at once (no Python loop per
+edge or span), band of rows by band: edges -> their crossings with the band's
+scanlines -> spans ``[c0, c1)`` per (row, polygon) -> the band's pixels.  The
+span ends cut the rows into pieces; each piece takes the value of the latest
+polygon whose spans cover it, and the band is written as the run-length
+decoding of its pieces (``np.repeat``).  Memory beyond the output is O(edges)
+(about 50 bytes per edge) plus one band's worth of work (``BAND_PIXELS``
+pixels, ``BAND_CROSSINGS`` crossings unless one row has more), never
+O(crossings) nor O(burnt pixels).  Only numpy is needed.  Unlike rasterio,
+malformed geometries raise ValueError instead of being skipped with a warning.
 """
 from itertools import chain
 
 import numpy as np
 
 __all__ = ["rasterize"]
+
+BAND_PIXELS = 1 << 22       # most pixels per band of rows (8 MB of uint16)
+BAND_CROSSINGS = 1 << 17    # most crossings per band: temporaries stay in cache
+EDGE_CHUNK = 1 << 15        # vertices read at once, likewise
+
+
+def rasterize(shapes, out_shape, transform, fill=0, dtype=np.uint8):
+    """Burn ``(geometry, value)`` pairs into a new ``out_shape`` array.
+
+    shapes:    iterable of (geometry, value): geometry a GeoJSON-like dict,
+               ``{"type": "Polygon" | "MultiPolygon", "coordinates": ...}``
+               in map units; value a number (None means ``fill``).
+    out_shape: (rows, cols) of the output grid.
+    transform: GDAL geotransform ``(x0, dx, 0, y0, 0, dy)`` in map units
+               (dy < 0 for north-up); rotated transforms are rejected.
+    Returns an ``out_shape`` array of ``dtype``, ``fill`` where nothing burnt.
+    Pixel-centre rule, same as GDAL; later shapes overwrite earlier ones;
+    shapes partly or wholly outside the grid are clipped, never an error.
+    Raises ValueError for other geometry types or malformed polygons.
+    """
+    height, width = (int(n) for n in out_shape)
+    x0, dx, rx, y0, ry, dy = (float(v) for v in transform)
+    if rx != 0 or ry != 0 or dx == 0 or dy == 0:
+        raise ValueError(f"transform must be north-up and invertible: {transform}")
+    # np.zeros is lazily zeroed by the OS: untouched pages cost nothing.
+    out = np.zeros((height, width), dtype) if fill == 0 else np.full((height, width), fill, dtype)
+    rings, polygon_rings, values = [], [], []
+    for geometry, value in shapes:
+        for polygon in _polygons(geometry):
+            rings.extend(polygon)
+            polygon_rings.append(len(polygon))
+            values.append(fill if value is None else value)
+    if not rings or height == 0 or width == 0:
+        return out
+    polygon_of_ring = np.repeat(np.arange(len(values)), polygon_rings)
+    edges = _Edges(rings, polygon_of_ring, (x0, dx, y0, dy), height, width)
+    # value[0] is what unburnt pixels hold, value[1 + p] polygon p's value.
+    value = np.concatenate([np.full(1, fill, out.dtype), _cast(values, out.dtype)])
+    for top, bottom, row, polygon, c0, c1 in edges.spans_by_band():
+        if len(row):
+            band = out[top:bottom].reshape(-1)
+            first = (row - top) * width
+            band[:] = _paint(first + c0, first + c1, polygon, len(band), value)
+    return out
 
 
 def _polygons(geometry):
@@ -55,20 +103,288 @@ def _polygons(geometry):
     else:
         raise ValueError(f"cannot rasterize geometry of type {gtype!r}: "
                          "only 'Polygon' and 'MultiPolygon' are supported")
-    if not polygons or any(not p or any(len(r) < 4 for r in p) for p in polygons):
+    if not polygons or not all(polygons) or min(len(r) for p in polygons for r in p) < 4:
         raise ValueError(f"malformed {gtype}: needs >= 1 ring, rings >= 4 points")
+    if all(tuple(r[0]) == tuple(r[-1]) for p in polygons for r in p):
+        return polygons
     return [[r if tuple(r[0]) == tuple(r[-1]) else list(r) + [r[0]] for r in p]
             for p in polygons]
 
 
+def _vertices(rings):
+    """Map coordinates (x, y) of all vertices of ``rings``, one row each, and
+    ring lengths."""
+    n = np.array([len(ring) for ring in rings])
+    flat = chain.from_iterable(chain.from_iterable(rings))
+    xy = np.fromiter(flat, np.float64, 2 * int(n.sum()))
+    if next(flat, None) is None:                  # all points 2-D
+        xy = xy.reshape(-1, 2)
+    else:                                         # e.g. (x, y, z): drop z
+        xy = np.concatenate([np.asarray(r, dtype=np.float64)[:, :2] for r in rings])
+    return xy, n
+
+
+class _Edges:
+    """The polygon edges that cross scanlines of the grid, and their
+    crossings, generated band of rows by band as int64 keys (high to low
+    bits: row, group, column) and paired into spans.
+
+    A group is a polygon (all its rings together: even-odd rule) or a
+    horizontal edge on a scanline, which GDAL burns on its own: its two end
+    columns enter the sort as a pair of their own.  Columns are clipped to
+    [0, width], rows to [0, height).
+
+    Kept per edge (about 50 bytes): its scanlines [r0, r1), its lower end
+    (xlo, ylo), its extent (xspan, yspan) and its polygon's key bits, the
+    edges ordered by the band of their first scanline, so that a band takes
+    its new edges as a slice and carries over those reaching below it.
+    """
+
+    def __init__(self, rings, polygon_of_ring, transform, height, width):
+        n_vertices = sum(map(len, rings))
+        n_polygons = int(polygon_of_ring[-1]) + 1
+        self.width = width
+        self.col_bits = width.bit_length()
+        self.group_bits = (n_polygons + n_vertices).bit_length()   # <= 1 group per edge
+        self.row_shift = self.col_bits + self.group_bits
+        if self.row_shift + height.bit_length() > 62:
+            raise ValueError(f"{height} x {width} grid with {n_vertices} vertices: "
+                             "too large for one int64 key per crossing")
+        columns = _edges_by_chunk(rings, polygon_of_ring, transform, height)
+        self._keep_horizontal(*map(_joined, columns[7:]), n_polygons)
+        self._keep_crossing(*columns[:7], height)
+
+    def _keep_crossing(self, xlo, ylo, xspan, yspan, r0, r1, polygon, height):
+        """Keep the edges crossing scanlines (lists of parts), sorted by the
+        band of r0 (a stable sort of small integers is a radix sort), joined
+        one array at a time: little memory above the result."""
+        r0, r1 = _joined(r0), _joined(r1)
+        self.tops = _band_tops(r0, r1, height, max(1, BAND_PIXELS // self.width))
+        band_rows = np.diff(self.tops)
+        n_bands = len(band_rows)
+        band = np.repeat(np.arange(n_bands, dtype=np.min_scalar_type(n_bands)), band_rows)[r0]
+        order = np.argsort(band, kind="stable")
+        self.first_edge = np.concatenate([[0], np.cumsum(np.bincount(band, minlength=n_bands))])
+        self.r0, self.r1 = r0[order], r1[order]
+        del band, r0, r1
+        self.xlo, self.ylo, self.xspan, self.yspan = (_joined(c)[order] for c in (xlo, ylo, xspan, yspan))
+        self.group_key = _joined(polygon)[order] << self.col_bits
+
+    def _keep_horizontal(self, row, x1, x2, polygon, n_polygons):
+        """Keep the pairs of keys of the horizontal edges burnt on their own,
+        sorted; they get groups ``n_polygons``, ``n_polygons + 1``, ..."""
+        group = n_polygons + np.arange(len(row))
+        key = np.repeat((row << self.row_shift) + (group << self.col_bits), 2)
+        key += _column(np.stack([x1, x2], 1).ravel(), self.width)
+        key.sort()
+        self.horizontal_key = key
+        self.polygon_of_group = np.concatenate([np.arange(n_polygons), polygon])
+
+    def spans_by_band(self):
+        """Yield (top, bottom, row, polygon, c0, c1) for each band of rows
+        [top, bottom), in order: the spans to burn there, columns [c0, c1),
+        empty ones dropped."""
+        carried = np.empty(0, np.int64)
+        for b, (top, bottom) in enumerate(zip(self.tops[:-1], self.tops[1:])):
+            active = np.concatenate([carried, np.arange(self.first_edge[b], self.first_edge[b + 1])])
+            yield top, bottom, *self._spans(self._keys(active, top, bottom))
+            carried = active[self.r1[active] > bottom]
+
+    def _keys(self, edge, top, bottom):
+        """Sorted keys of the crossings of edges ``edge`` (indices) and of
+        the horizontal edges in rows [top, bottom).
+
+        Edge e crosses scanline r at x computed as GDAL does, in GDAL's
+        order of operations: (r + .5 - ylo) * xspan / yspan + xlo."""
+        first = np.maximum(self.r0[edge], top)
+        count = np.minimum(self.r1[edge], bottom) - first
+        k = np.repeat(np.arange(len(edge)), count)
+        row = np.arange(len(k)) - (np.cumsum(count) - count - first)[k]
+        edge = edge[k]
+        cross = row + 0.5
+        cross -= self.ylo[edge]
+        cross *= self.xspan[edge]
+        cross /= self.yspan[edge]
+        cross += self.xlo[edge]
+        key = row << self.row_shift
+        key += self.group_key[edge]
+        key += _column(cross, self.width)
+        i, j = np.searchsorted(self.horizontal_key, [top << self.row_shift, bottom << self.row_shift])
+        key = np.concatenate([key, self.horizontal_key[i:j]])
+        key.sort()
+        return key
+
+    def _spans(self, key):
+        """Spans (row, polygon, c0, c1) of sorted keys, columns [c0, c1),
+        empty ones dropped.  Keys pair up within each group and row (every
+        closed ring crosses a scanline an even number of times)."""
+        col_mask = (1 << self.col_bits) - 1
+        c0, c1 = key[0::2] & col_mask, key[1::2] & col_mask
+        keep = c1 > c0
+        row_group = key[0::2][keep] >> self.col_bits
+        group = row_group & ((1 << self.group_bits) - 1)
+        return row_group >> self.group_bits, self.polygon_of_group[group], c0[keep], c1[keep]
+
+
+def _edges_by_chunk(rings, polygon_of_ring, transform, height):
+    """The 7 + 4 arrays of ``_pixel_edges`` for all ``rings``, each as a list
+    of parts: the rings are read in chunks of about ``EDGE_CHUNK`` vertices."""
+    ring_end = np.cumsum([len(ring) for ring in rings])
+    firsts = np.unique(np.searchsorted(ring_end, np.arange(0, ring_end[-1], EDGE_CHUNK), "right"))
+    columns = [[] for _ in range(11)]
+    for a, b in zip(firsts, [*firsts[1:], len(rings)]):
+        crossing, horizontal = _pixel_edges(rings[a:b], polygon_of_ring[a:b], transform, height)
+        for column, part in zip(columns, crossing + horizontal):
+            column.append(part)
+    return columns
+
+
+def _pixel_edges(rings, polygon_of_ring, transform, height):
+    """The edges of ``rings`` in pixel space: those crossing scanlines of
+    the grid as (xlo, ylo, xspan, yspan, r0, r1, polygon), and the
+    horizontal ones GDAL burns on their own as (row, x1, x2, polygon).
+
+    Each ring is walked from its last vertex to its first, then from vertex
+    i - 1 to i: edge i goes from (x1, y1)[i] to (x2, y2)[i].  It crosses the
+    scanlines r in [r0, r1), those with ylo <= r + .5 < yhi (half-open, so
+    horizontal edges cross none)."""
+    xy, ring_length = _vertices(rings)
+    x0, dx, y0, dy = transform
+    # GDALInvGeoTransform's no-rotation case, then GDAL's affine evaluation.
+    x2 = -x0 / dx + xy[:, 0] * (1.0 / dx)
+    y2 = -y0 / dy + xy[:, 1] * (1.0 / dy)
+    start = np.cumsum(ring_length) - ring_length
+    x1, y1 = np.roll(x2, 1), np.roll(y2, 1)
+    x1[start], y1[start] = x2[start + ring_length - 1], y2[start + ring_length - 1]
+    polygon = np.repeat(polygon_of_ring, ring_length)
+
+    r0 = _first_row_at_or_above(np.minimum(y1, y2), height)
+    r1 = _first_row_at_or_above(np.maximum(y1, y2), height)
+    c = np.flatnonzero(r1 > r0)
+    up = y1[c] < y2[c]
+    xlo, xhi = np.where(up, x1[c], x2[c]), np.where(up, x2[c], x1[c])
+    ylo, yhi = np.where(up, y1[c], y2[c]), np.where(up, y2[c], y1[c])
+    crossing = (xlo, ylo, xhi - xlo, yhi - ylo, r0[c].astype(np.int32), r1[c].astype(np.int32),
+                polygon[c])
+
+    h = _horizontal_edges(x1, y1, x2, y2, xy, start, ring_length, height)
+    horizontal = np.floor(y2[h]).astype(np.int64), x1[h], x2[h], polygon[h]
+    return crossing, horizontal
+
+
+def _joined(parts):
+    """``np.concatenate(parts)``, emptying the list ``parts``."""
+    whole = np.concatenate(parts)
+    parts.clear()
+    return whole
+
+
+def _band_tops(r0, r1, height, max_rows):
+    """First rows of the bands, then ``height``: each band at most
+    ``max_rows`` rows and, unless it is one row, ``BAND_CROSSINGS``
+    crossings of the edges crossing scanlines [r0, r1)."""
+    per_row = np.cumsum(np.bincount(r0, minlength=height + 1) - np.bincount(r1, minlength=height + 1))
+    before = np.concatenate([[0], np.cumsum(per_row[:height])])   # crossings above each row
+    tops = [0]
+    while tops[-1] < height:
+        top = tops[-1]
+        bottom = int(np.searchsorted(before, before[top] + BAND_CROSSINGS, "right")) - 1
+        tops.append(min(max(bottom, top + 1), top + max_rows, height))
+    return tops
+
+
+def _column(x, width):
+    """The pixel boundary ``floor(x + 0.5)`` nearest to x, clipped to [0, width]
+    (``x`` is overwritten)."""
+    x += 0.5
+    np.floor(x, out=x)
+    return np.clip(x, 0, width, out=x).astype(np.int64)
+
+
+def _horizontal_edges(x1, y1, x2, y2, xy, start, ring_length, height):
+    """Indices of the horizontal edges (x1, y1) -> (x2, y2) (pixel space)
+    that GDAL burns on their own: lying exactly on a scanline of the grid and
+    walked towards decreasing column once their ring is made clockwise in map
+    coordinates (vertices ``xy``)."""
+    row = np.floor(y2)
+    h = np.flatnonzero((y1 == y2) & (x1 != x2) & (row + 0.5 == y2) & (row >= 0) & (row < height))
+    if len(h) == 0:
+        return h
+    ring = np.searchsorted(start, h, side="right") - 1
+    rings, ring = np.unique(ring, return_inverse=True)
+    clockwise = _is_clockwise(xy[:, 0], xy[:, 1], start[rings], ring_length[rings])[ring]
+    # Walking a counter-clockwise ring reverses its edges.
+    return h[(x1[h] > x2[h]) == clockwise]
+
+
+def _paint(start, end, polygon, size, value):
+    """The pixels of one band: ``size`` values, ``value[1 + p]`` where the
+    latest polygon p of the spans [start, end) (flat pixel indices) covers
+    them, ``value[0]`` elsewhere.
+
+    The span ends cut the band into pieces, and each piece takes the largest
+    polygon index among the spans covering it (``_latest``).  The band is
+    then the run-length decoding of the pieces' values.
+    """
+    n = len(start)
+    bits = (2 * n).bit_length()
+    # Sort all ends with their span number in the low bits; ``piece[k]`` is
+    # the rank of end k among the distinct ends (the piece it opens).
+    ends = np.concatenate([start, end]) << bits | np.arange(2 * n)
+    ends.sort()
+    cut = ends >> bits
+    new = np.ones(2 * n, dtype=bool)
+    new[1:] = cut[1:] != cut[:-1]
+    piece = np.empty(2 * n, dtype=np.int32)      # int32: pieces and polygons < 2**31
+    piece[ends & ((1 << bits) - 1)] = np.cumsum(new) - 1
+    cut = cut[new]
+    latest = _latest(piece[:n], piece[n:], polygon.astype(np.int32) + 1, len(cut))
+    runs = np.diff(cut, prepend=0, append=size)
+    return np.repeat(value[np.concatenate([[0], latest])], runs)
+
+
+def _latest(first, past, polygon, n):
+    """For each of ``n`` pieces, the largest ``polygon`` among the spans
+    covering it (span i covers pieces [first[i], past[i])), 0 for none.
+
+    A range of L pieces is the union of two ranges of 2**k pieces, k =
+    floor(log2(L)), one starting at ``first``, one ending at ``past`` (they
+    may overlap: harmless for a maximum).  ``latest`` holds, for the current
+    k, the largest polygon of the ranges of 2**k pieces starting at each
+    piece; from the longest ranges down, each level hands its values to the
+    two halves of its ranges, so that level 0 is the answer (a sparse table
+    read backwards).  Work: O(spans + pieces * log(longest span)), whatever
+    the overlaps, all exact and deterministic (``np.maximum.at``).
+    """
+    level = np.frexp(past - first)[1] - 1       # floor(log2(L)), exact
+    latest = np.zeros(n, dtype=polygon.dtype)
+    for k in range(int(level.max()), -1, -1):
+        half = 1 << k
+        latest[half:] = np.maximum(latest[half:], latest[:-half])   # 2**(k+1) -> halves
+        at = np.flatnonzero(level == k)
+        value = polygon[at]
+        np.maximum.at(latest, first[at], value)
+        np.maximum.at(latest, past[at] - half, value)
+    return latest
+
+
+def _expand(start, end):
+    """Concatenation of ``arange(s, e)`` for all (start, end), without a Python loop."""
+    length = end - start
+    return np.arange(int(length.sum())) + np.repeat(start - (np.cumsum(length) - length), length)
+
+
 def _is_clockwise(x, y, start, n):
-    """OGR's ``OGRLinearRing::isClockwise`` for closed rings, vectorised.
+    """OGR's ``OGRLinearRing::isClockwise`` for the closed rings of ``n``
+    vertices from ``start`` in ``x, y`` (map units), vectorised.
 
     The pivot is the first lowest-then-rightmost vertex (closing vertex
     excluded); the sign of the cross product of its two neighbours decides.
     Degenerate pivots (duplicated, or a neighbour within 1e-5 map units, or a
     zero cross product) fall back to OGR's shoelace sum in OGR's order.
     """
+    vertex = _expand(start, start + n)
+    x, y, start = x[vertex], y[vertex], np.cumsum(n) - n
     ring = np.repeat(np.arange(len(n)), n)
     local = np.arange(len(x)) - start[ring]
     body = local < n[ring] - 1                    # closing vertex excluded
@@ -97,103 +413,6 @@ def _is_clockwise(x, y, start, n):
     return clockwise
 
 
-def _edges(rings, transform):
-    """Edges (x1, y1, x2, y2) in pixel space of all rings, and ring lengths.
-
-    Like GDAL (``GDALCollectRingsFromGeometry``), every ring is first made
-    clockwise in map coordinates, then walked from its last vertex to its
-    first and from vertex i-1 to i.  The orientation matters only for
-    horizontal edges lying exactly on a scanline (see ``rasterize``).
-    """
-    x0, dx, rx, y0, ry, dy = (float(v) for v in transform)
-    if rx != 0 or ry != 0 or dx == 0 or dy == 0:
-        raise ValueError(f"transform must be north-up and invertible: {transform}")
-    n = np.array([len(ring) for ring in rings])
-    start = np.cumsum(n) - n
-    xy = np.fromiter(chain.from_iterable(chain.from_iterable(rings)), np.float64)
-    if len(xy) == 2 * n.sum():                    # fast path: all points 2-D
-        xy = xy.reshape(-1, 2)
-    else:                                         # e.g. (x, y, z): drop z
-        xy = np.concatenate([np.asarray(r, dtype=np.float64)[:, :2] for r in rings])
-    ring = np.repeat(np.arange(len(n)), n)
-    index = np.arange(len(xy))
-    flip = ~_is_clockwise(xy[:, 0], xy[:, 1], start, n)[ring]
-    index[flip] = (2 * start + n - 1)[ring][flip] - index[flip]
-    xy = xy[index]
-    # GDALInvGeoTransform's no-rotation case, then GDAL's affine evaluation.
-    px = -x0 / dx + xy[:, 0] * (1.0 / dx)
-    py = -y0 / dy + xy[:, 1] * (1.0 / dy)
-    prev = np.arange(len(xy)) - 1
-    prev[start] = start + n - 1                   # ring: last vertex -> first
-    return px[prev], py[prev], px, py, n
-
-
-def rasterize(shapes, out_shape, transform, fill=0, dtype=np.uint8):
-    """Burn ``(geometry, value)`` pairs into a new ``out_shape`` array.
-
-    shapes:    iterable of (geometry, value): geometry a GeoJSON-like dict,
-               ``{"type": "Polygon" | "MultiPolygon", "coordinates": ...}``
-               in map units; value a number (None means ``fill``).
-    out_shape: (rows, cols) of the output grid.
-    transform: GDAL geotransform ``(x0, dx, 0, y0, 0, dy)`` in map units
-               (dy < 0 for north-up); rotated transforms are rejected.
-    Returns an ``out_shape`` array of ``dtype``, ``fill`` where nothing burnt.
-    Pixel-centre rule, same as GDAL; later shapes overwrite earlier ones;
-    shapes partly or wholly outside the grid are clipped, never an error.
-    Raises ValueError for other geometry types or malformed polygons.
-    """
-    height, width = (int(n) for n in out_shape)
-    # np.zeros is lazily zeroed by the OS: untouched pages cost nothing.
-    out = np.zeros((height, width), dtype) if fill == 0 else np.full((height, width), fill, dtype)
-    ring_lists, values = [], []
-    for geometry, value in shapes:
-        for rings in _polygons(geometry):
-            ring_lists.append(rings)
-            values.append(fill if value is None else value)
-    if not ring_lists or height == 0 or width == 0:
-        return out
-    ring_shape = np.repeat(np.arange(len(ring_lists)), [len(r) for r in ring_lists])
-    x1, y1, x2, y2, lengths = _edges([r for rs in ring_lists for r in rs], transform)
-    shape_of = np.repeat(ring_shape, lengths)     # shape index of every edge
-    group, c0, c1 = _spans(x1, y1, x2, y2, shape_of * height, height, width)
-    _burn(out, group, c0, c1, _cast(values, out.dtype))
-    return out
-
-
-def _spans(x1, y1, x2, y2, base, height, width):
-    """Spans to burn: (group = shape * height + row, c0, c1), columns [c0, c1).
-
-    ``base`` is ``shape * height`` for every edge (x1, y1) -> (x2, y2), in
-    pixel space.  Columns are clipped to [0, width], rows to [0, height).
-    """
-    # Each edge crosses the scanlines r with ylo <= r + .5 < yhi (half-open,
-    # so horizontal edges cross none), at x computed as GDAL does.
-    ylo, yhi = np.minimum(y1, y2), np.maximum(y1, y2)
-    r0 = _first_row_at_or_above(ylo, height)
-    count = _first_row_at_or_above(yhi, height) - r0
-    e = np.flatnonzero(count)
-    up = y1[e] < y2[e]
-    xlo, xhi = np.where(up, x1[e], x2[e]), np.where(up, x2[e], x1[e])
-    ylo, yhi, r0, count = ylo[e], yhi[e], r0[e], count[e]
-    edge = np.repeat(np.arange(len(e)), count)
-    row = np.arange(len(edge)) - np.repeat(np.cumsum(count) - count - r0, count)
-    xl, yl = xlo[edge], ylo[edge]
-    cross = (row + 0.5 - yl) * (xhi[edge] - xl) / (yhi[edge] - yl) + xl
-    col = np.clip(np.floor(cross + 0.5), 0, width).astype(np.int64)
-    # Sort crossings by (shape, row, column) in one int64 key, pair them up
-    # (even-odd rule; every closed ring crosses a scanline an even number of times).
-    key = np.sort((base[e][edge] + row) * (width + 1) + col)
-    col = key % (width + 1)
-
-    # Horizontal edges exactly on a scanline, walked towards decreasing x.
-    hr = np.floor(y1)
-    h = np.flatnonzero((y1 == y2) & (x1 > x2) & (hr + 0.5 == y1) & (hr >= 0) & (hr < height))
-    h_c0 = np.clip(np.floor(x2[h] + 0.5), 0, width).astype(np.int64)
-    h_c1 = np.clip(np.floor(x1[h] + 0.5), 0, width).astype(np.int64)
-    return (np.concatenate([key[0::2] // (width + 1), base[h] + hr[h].astype(np.int64)]),
-            np.concatenate([col[0::2], h_c0]), np.concatenate([col[1::2], h_c1]))
-
-
 def _cast(values, dtype):
     """Burn values as GDAL writes them: rounded half away from zero and
     clamped to the range of an integer ``dtype``."""
@@ -210,51 +429,3 @@ def _first_row_at_or_above(y, height):
     Exact: y - 0.5 is computed without rounding for 0.25 <= y < 2**52, and
     where it may round (y < 0.25) the result clips to 0 anyway."""
     return np.clip(np.ceil(np.clip(y, -1.0, height + 1.0) - 0.5), 0, height).astype(np.int64)
-
-
-def _burn(out, group, c0, c1, values):
-    """Burn spans: columns [c0, c1) of row ``group % H`` get ``values[group // H]``.
-
-    Later shapes win, exactly and deterministically (numpy leaves the order of
-    repeated fancy-index assignments unspecified, so no pixel is written
-    twice with different values): spans are sorted along the image and merged
-    into clusters of overlapping spans.  A cluster of a single shape is one
-    interval with one value; the rare clusters mixing shapes are resolved per
-    pixel by sorting (pixel, shape) keys and keeping the last shape.
-    """
-    height, width = out.shape
-    keep = c1 > c0
-    shape, row = group[keep] // height, group[keep] % height
-    start = row * width + c0[keep]                # flat pixel index, [start, end)
-    end = row * width + c1[keep]
-    order = np.argsort(start)
-    start, end, shape = start[order], end[order], shape[order]
-    reach = np.maximum.accumulate(end)            # spans never cross rows
-    head = np.ones(len(start), dtype=bool)
-    head[1:] = start[1:] >= reach[:-1]
-    heads = np.flatnonzero(head)
-    if len(heads) == 0:
-        return
-    lo, hi = np.minimum.reduceat(shape, heads), np.maximum.reduceat(shape, heads)
-    single = lo == hi
-    tail = np.append(heads[1:], len(start)) - 1
-    _fill(out, start[heads][single], reach[tail][single], values[lo[single]])
-    mixed = ~single[np.cumsum(head) - 1]
-    if mixed.any():
-        pixel = _expand(start[mixed], end[mixed])
-        n_shapes = int(shape.max()) + 1
-        # (pixel, shape) in one int64 key: fine up to H * W * n_shapes < 2**63.
-        key = np.sort(pixel * n_shapes + np.repeat(shape[mixed], end[mixed] - start[mixed]))
-        last = np.append(key[1:] // n_shapes != key[:-1] // n_shapes, True)
-        out.reshape(-1)[key[last] // n_shapes] = values[key[last] % n_shapes]
-
-
-def _expand(start, end):
-    """Concatenation of ``arange(s, e)`` for all spans, without a Python loop."""
-    length = end - start
-    return np.arange(int(length.sum())) + np.repeat(start - (np.cumsum(length) - length), length)
-
-
-def _fill(out, start, end, value):
-    """Write ``value[i]`` to flat pixels [start[i], end[i]) (disjoint spans)."""
-    out.reshape(-1)[_expand(start, end)] = np.repeat(value, end - start)

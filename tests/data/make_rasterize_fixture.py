@@ -14,6 +14,16 @@ the input shapes and the raster GDAL burns from them with
   ``parcel_shapes`` in tests/test_rasterize.py, imported here, rebuilds the
   geometries bit for bit), and ``parcels_expected``.
 
+and tests/data/rasterize_overlap_fixture.npz holds small versions of the
+benchmark's cases (tests/benchmarks/bench_rasterize.py), burnt into uint16
+with a distinct value per shape so that every overlap shows: irregular
+polygons with 20-200 vertices, some with a hole, some MultiPolygons, many
+partly outside the grid, overlapping several deep; and boxes and triangles
+with vertices on pixel centres and pixel edges.  For each case ``<name>_*``:
+the shapes packed as vertex coordinates in 1/16 pixel (see ``pack_shapes``;
+``unpack_shapes`` in tests/test_rasterize.py rebuilds them bit for bit),
+``<name>_transform`` and ``<name>_expected``.
+
     python tests/data/make_rasterize_fixture.py
 """
 import json
@@ -25,9 +35,11 @@ from affine import Affine
 from rasterio import features
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from test_rasterize import parcel_shapes  # noqa: E402  the test decodes the packed parcels
+from test_rasterize import LATTICE, parcel_shapes, unpack_shapes  # noqa: E402  the test decodes
 
 OUT = Path(__file__).with_name("rasterize_fixture.npz")
+OVERLAP_OUT = Path(__file__).with_name("rasterize_overlap_fixture.npz")
+OVERLAP_SIZE = 64
 PARCEL_SIZE = 2000
 PARCEL_TRANSFORM = (600000.0, 10.0, 0.0, 5000040.0, 0.0, -10.0)
 
@@ -162,7 +174,89 @@ def parcels(rng, n=10_000):
     return lengths, first, delta.astype(np.int8)
 
 
+def star_q(rng, centre, radius, vertices):
+    """Closed ring (lattice units, 1/LATTICE pixel) of an irregular star-shaped
+    polygon, clockwise or not: sorted random angles, radii ``radius`` times a
+    random factor in [0.5, 1] (pixels)."""
+    angle = np.sort(rng.uniform(0, 2 * np.pi, vertices))
+    r = radius * rng.uniform(0.5, 1.0, vertices)
+    ring = np.round((centre + r[:, None] * np.stack([np.cos(angle), np.sin(angle)], 1)) * LATTICE)
+    ring = ring.astype(np.int64)[::rng.choice([-1, 1])]
+    return np.vstack([ring, ring[:1]])
+
+
+def irregular_q(rng, n, size):
+    """Shapes as lists of parts, each a list of rings (lattice units): stars
+    2 - size/2 pixels across (log-uniform), 20-200 vertices, 20 % with a
+    hole, 15 % MultiPolygons of 2-4 parts; centres up to 10 % off the grid."""
+    shapes = []
+    for _ in range(n):
+        centre = rng.uniform(-0.1, 1.1, 2) * size
+        radius = np.exp(rng.uniform(0, np.log(size / 4)))
+        vertices = int(rng.integers(20, 201))
+        if rng.random() < 0.15:
+            shapes.append([[star_q(rng, centre + rng.uniform(-radius, radius, 2), radius / 2,
+                                   max(vertices // 2, 10))] for _ in range(int(rng.integers(2, 5)))])
+        else:
+            rings = [star_q(rng, centre, radius, vertices)]
+            if rng.random() < 0.2:
+                rings.append(star_q(rng, centre, radius * 0.3, max(vertices // 4, 5)))
+            shapes.append([rings])
+    return shapes
+
+
+def boxes_q(rng, n, size):
+    """Boxes and right triangles 1-12 pixels across, vertices on pixel
+    centres (k + 0.5) or pixel edges (k), some off the grid (lattice units)."""
+    shapes = []
+    for _ in range(n):
+        c0, r0 = rng.integers(-4, size + 4, 2)
+        c1, r1 = (c0, r0) + rng.integers(1, 13, 2)
+        c0, c1, r0, r1 = (LATTICE * v + LATTICE // 2 * int(rng.integers(0, 2)) for v in (c0, c1, r0, r1))
+        corners = [(c0, r0), (c1, r0), (c1, r1), (c0, r1)]
+        if rng.random() < 0.5:
+            del corners[int(rng.integers(0, 4))]
+        if rng.random() < 0.5:
+            corners.reverse()
+        shapes.append([[np.array(corners + corners[:1])]])
+    return shapes
+
+
+def pack_shapes(shapes_q):
+    """Shapes (lists of parts, lists of rings, (k, 2) lattice arrays) ->
+    ``q`` (vertices, 2) int32, ``ring_length`` per ring, ``part_rings`` per
+    part, ``shape_parts`` per shape (a shape of 1 part is a Polygon, else a
+    MultiPolygon)."""
+    parts = [part for shape in shapes_q for part in shape]
+    rings = [ring for part in parts for ring in part]
+    return {"q": np.concatenate(rings).astype(np.int32),
+            "ring_length": np.array([len(r) for r in rings], np.int32),
+            "part_rings": np.array([len(p) for p in parts], np.int32),
+            "shape_parts": np.array([len(s) for s in shapes_q], np.int32)}
+
+
+def overlap_cases():
+    """The arrays of rasterize_overlap_fixture.npz (see the module docstring)."""
+    rng = np.random.default_rng(20261126)
+    size = (OVERLAP_SIZE, OVERLAP_SIZE)
+    arrays = {}
+    for name, shapes_q, gt in [
+            ("irregular_s2", irregular_q(rng, 120, OVERLAP_SIZE), (600000.0, 10.0, 0.0, 5000040.0, 0.0, -10.0)),
+            ("irregular_odd", irregular_q(rng, 120, OVERLAP_SIZE), (0.1, 0.3, 0.0, 7.7, 0.0, -0.3)),
+            ("boxes_unit", boxes_q(rng, 300, OVERLAP_SIZE), (0.0, 1.0, 0.0, 64.0, 0.0, -1.0)),
+            ("boxes_southup", boxes_q(rng, 300, OVERLAP_SIZE), (-3.25, 0.5, 0.0, -1.75, 0.0, 0.5))]:
+        packed = pack_shapes(shapes_q)
+        shapes = unpack_shapes(**packed, transform=gt)
+        arrays.update({f"{name}_{key}": value for key, value in packed.items()})
+        arrays[f"{name}_transform"] = np.array(gt)
+        arrays[f"{name}_expected"] = gdal_rasterize(shapes, size, gt, "uint16")
+    return arrays
+
+
 def main():
+    arrays = overlap_cases()
+    np.savez_compressed(OVERLAP_OUT, **arrays)
+    print(f"{len(arrays) // 6} cases -> {OVERLAP_OUT} ({OVERLAP_OUT.stat().st_size / 1e3:.0f} kB)")
     rng = np.random.default_rng(20240611)
     cases = hand_cases() + random_cases(rng)
     arrays = {}
