@@ -3,6 +3,7 @@
     python run_benchmark.py                      # 6 models x 5 runs on data_sample/
     python run_benchmark.py --quick              # smoke run: 1 run, 2 short epochs, 10 trees
     python run_benchmark.py --data my/manifest.json --models tempcnn cnn3d --runs 3
+    torchrun --standalone --nproc-per-node 2 run_benchmark.py   # CNNs trained by 2 processes
 
 Writes OUT/results.json, OUT/table.md, OUT/confusion/*.csv, OUT/maps/*.tif (class map
 and confidence per model), OUT/runs/* (one JSON and checkpoint per finished run;
@@ -24,6 +25,7 @@ import torch
 from sits_ref.atomic import write_json, write_text
 from sits_ref.benchmark import MODELS, Benchmark, Options
 from sits_ref.dataset import DatasetError, load_dataset
+from sits_ref.distributed import from_environment
 from sits_ref.report import build_report, figure_window, table_rows, to_markdown, to_text, \
     write_confusions
 
@@ -86,6 +88,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    group = from_environment(args.device)        # one process unless run by torchrun
+    say = print if group.main else (lambda *a, **k: None)
 
     opts = Options(data=os.path.abspath(args.data), out=args.out, models=args.models,
                    runs=args.runs, epochs=args.epochs, patience=args.patience,
@@ -98,23 +102,25 @@ def main(argv=None) -> int:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("always")
-            warnings.showwarning = lambda msg, *a, **k: print(f"warning: {msg}")
+            warnings.showwarning = lambda msg, *a, **k: say(f"warning: {msg}")
             dataset = load_dataset(opts.data)
             dataset.check()          # polygons and pixel values, before anything is written
-            print(f"dataset {dataset.name}: {len(dataset.dates)} dates x "
+            say(f"dataset {dataset.name}: {len(dataset.dates)} dates x "
                   f"{len(dataset.feature_names)} features, {dataset.height} x "
                   f"{dataset.width} px, EPSG:{dataset.georef.epsg}, "
                   f"{len(dataset.classes)} classes")
             _check_report_options(args, dataset)
-            bench = Benchmark(dataset, opts)
+            bench = Benchmark(dataset, opts, group=group)
             results = bench.run_all()
     except (DatasetError, ValueError, OSError) as exc:
-        print(f"run_benchmark.py: error: {exc}", file=sys.stderr)
+        say(f"run_benchmark.py: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("\ninterrupted: finished runs are kept; rerun with --resume to continue",
-              file=sys.stderr)
+        say("\ninterrupted: finished runs are kept; rerun with --resume to continue",
+            file=sys.stderr)
         return 130
+    if not group.main:
+        return 0                 # the main process writes the results
     splits = bench.exp.splits
     rows = table_rows(results, dataset.class_names, splits)
     wall = time.perf_counter() - start

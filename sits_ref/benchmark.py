@@ -23,6 +23,7 @@ import torch
 from . import metrics
 from .atomic import write_json
 from .context import AutoContext, AutoContextClassifier, Neighbourhood, Superpixels
+from .distributed import Group
 from .fast import fast_model
 from .forest import RandomForest
 from .models import MODELS as CNNS, build_model, count_parameters
@@ -198,9 +199,10 @@ def map_values(path: str, index: np.ndarray, width: int, band_rows: int = 256) -
     return out
 
 
-def train_cnn(exp: Experiment, name: str, seed: int, log=print):
+def train_cnn(exp: Experiment, name: str, seed: int, log=print, group=None):
     """One training run of CNN ``name`` (registry name) with ``seed``, on the oversampled
-    training set, early-stopped on the validation set: (trained model, history)."""
+    training set, early-stopped on the validation set: (trained model, history).
+    ``group``: the processes sharing the training (:mod:`sits_ref.distributed`)."""
     opts, ds = exp.opts, exp.ds
     torch.manual_seed(seed)                                    # initial weights
     model = build_model(name, len(ds.feature_names), len(ds.dates), len(ds.classes))
@@ -209,7 +211,7 @@ def train_cnn(exp: Experiment, name: str, seed: int, log=print):
                          batch_size=opts.pixel_batch if model.halo == 0 else opts.patch_batch,
                          seed=seed, device=opts.device)
     history = train_model(model, exp.training_data(model, seed), exp.cnn_data(model, "val"),
-                          config, log=log, inference=fast_model)
+                          config, log=log, inference=fast_model, group=group)
     return model, history
 
 
@@ -265,17 +267,26 @@ def score_map(path: str, pixels: Pixels, class_codes, width: int) -> dict:
 
 
 class Benchmark:
-    """Runs the models of ``opts`` and collects their results."""
+    """Runs the models of ``opts`` and collects their results.
 
-    def __init__(self, dataset, opts: Options, log=print):
-        self.ds, self.opts, self.log = dataset, opts, log
+    Under torchrun (``group`` of several processes) every process trains each CNN run
+    together (:func:`sits_ref.train.train_model`); the main process alone logs, fits
+    the forests, maps the scene and writes files, and :meth:`run_all` returns {} on
+    the others.
+    """
+
+    def __init__(self, dataset, opts: Options, log=print, group=None):
+        self.group = group or Group()
+        self.ds, self.opts = dataset, opts
+        self.log = log if self.group.main else (lambda line: None)
         self.run_dir = os.path.join(opts.out, "runs")
         self._check_resume()
-        self.exp = Experiment(dataset, opts, log)   # inputs checked before any write
-        os.makedirs(self.run_dir, exist_ok=True)
-        os.makedirs(os.path.join(opts.out, "maps"), exist_ok=True)
-        write_json(os.path.join(opts.out, "config.json"), opts.fingerprint())
-        write_json(os.path.join(opts.out, "profiles.json"), self.exp.profiles())
+        self.exp = Experiment(dataset, opts, self.log)   # inputs checked before any write
+        if self.group.main:
+            os.makedirs(self.run_dir, exist_ok=True)
+            os.makedirs(os.path.join(opts.out, "maps"), exist_ok=True)
+            write_json(os.path.join(opts.out, "config.json"), opts.fingerprint())
+            write_json(os.path.join(opts.out, "profiles.json"), self.exp.profiles())
         self.started = time.perf_counter()
 
     def _check_resume(self) -> None:
@@ -310,23 +321,29 @@ class Benchmark:
                 self.log(f"[{MODELS[name]} run {run + 1}/{self.opts.runs}] seed "
                          f"{self.opts.seed + run}; elapsed {elapsed:.0f} s, ETA {eta:.0f} s")
                 result = self.run_one(name, run)
-                write_json(path, result)
-                runs.append(result)
-            results[name] = self.summarise(name, runs)
+                if self.group.main:
+                    write_json(path, result)
+                    runs.append(result)
+            if self.group.main:
+                results[name] = self.summarise(name, runs)
         return results
 
-    def run_one(self, name: str, run: int) -> dict:
+    def run_one(self, name: str, run: int) -> dict | None:
+        """Result of one run (None on a process other than the main one)."""
         seed = self.opts.seed + run
         if name in FORESTS:
-            return self._run_forest(name, run, seed)
+            return self._run_forest(name, run, seed) if self.group.main else None
         return self._run_cnn(name, run, seed)
 
-    def _run_cnn(self, name, run, seed) -> dict:
+    def _run_cnn(self, name, run, seed) -> dict | None:
         exp, ds = self.exp, self.ds
         prefix = f"  [{MODELS[name]} run {run + 1}/{self.opts.runs}] "
         start = time.perf_counter()
-        model, history = train_cnn(exp, name, seed, log=lambda line: self.log(prefix + line))
+        model, history = train_cnn(exp, name, seed, log=lambda line: self.log(prefix + line),
+                                   group=self.group)
         seconds = time.perf_counter() - start
+        if not self.group.main:
+            return None
         result = self._record(name, run, seed, seconds, count_parameters(model),
                               {s: exp.cnn_predictions(model, s) for s in exp.splits})
         result["epochs"] = len(history["epochs"])

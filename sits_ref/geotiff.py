@@ -340,7 +340,14 @@ def create_geotiff(path, height: int, width: int, dtype, georef: GeoRef, nodata=
         tifffile.imwrite(tmp, shape=(height, width), dtype=dtype,
                          rowsperstrip=CREATE_STRIP_ROWS,
                          **_write_kwargs(georef, nodata, colormap, metadata))
-        image = tifffile.memmap(tmp, mode="r+")
+        image = open_for_update(tmp)
         yield image
         image.flush()
         del image
+
+
+def open_for_update(path) -> np.memmap:
+    """Writable memmap (H, W) of a file made by :func:`create_geotiff` (e.g. its
+    temporary file, ``image.filename``, opened by another process to write other rows).
+    """
+    return tifffile.memmap(os.fspath(path), mode="r+")

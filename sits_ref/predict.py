@@ -22,6 +22,7 @@ Command line (applies a checkpoint saved by :mod:`sits_ref.train` to a scene)::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -29,8 +30,9 @@ import time
 import numpy as np
 import torch
 
+from .distributed import Group, from_environment
 from .fast import fast_model
-from .geotiff import create_geotiff
+from .geotiff import create_geotiff, open_for_update
 from .indices import add_indices
 from .quicklook import class_map_quicklook, confidence_quicklook
 
@@ -164,28 +166,31 @@ def classify_band(classifier, dataset, row0: int, rows: int, block: int):
 
 
 def predict_scene(classifier, dataset, out_map, out_confidence=None, block: int = 256,
-                  log=print, budget_mb: float = READ_BUDGET_MB, classes=None) -> float:
+                  log=print, budget_mb: float = READ_BUDGET_MB, classes=None,
+                  group=None) -> float:
     """Classify the whole scene; returns the wall time in seconds.
 
     The scene is streamed in full-width row bands (see :func:`band_rows` and
     :func:`classify_band`); the model sees ``rows`` x ``block`` windows plus halo.
     ``out_map`` gets class codes (uint8, 0 = nodata) with the colour table and class
-    names of ``classes`` (code, name, color items; default the dataset's); ``out_confidence`` (optional) the winning probability (float32).
-    Both appear only when complete (written under a temporary name, then renamed).
+    names of ``classes`` (code, name, color items; default the dataset's);
+    ``out_confidence`` (optional) the winning probability (float32). Both appear only
+    when complete (written under a temporary name, then renamed). ``group``
+    (:mod:`sits_ref.distributed`; default one process): the processes sharing the
+    scene, each classifying every ``group.size``-th band into the same files (they
+    must see one file system: one machine); the files are those of one process.
     """
+    group = group or Group()
     tile = _context_tile(classifier)
     if tile and tile % block:
         raise ValueError(f"block {block} must divide the {tile}-pixel context tile")
     rows = band_rows(classifier, dataset, block, budget_mb)
     classes = classes or dataset.classes
     codes = np.array([0] + [c.code for c in classes], np.uint8)
-    colors = {c.code: c.color for c in classes}
-    names = {f"CLASS_{c.code}": c.name for c in classes}
-    starts = range(0, dataset.height, rows)
+    starts = range(0, dataset.height, rows)[group.rank::group.size]
     start, never_valid = time.perf_counter(), 0
-    with create_geotiff(out_map, dataset.height, dataset.width, np.uint8, dataset.georef,
-                        nodata=0, colormap=colors, metadata=names) as class_map, \
-            _optional_confidence(out_confidence, dataset) as confidence:
+    with _scene_outputs(out_map, out_confidence, dataset, classes, group) as (class_map,
+                                                                            confidence):
         for k, r in enumerate(starts, 1):
             h = min(rows, dataset.height - r)
             proba, valid = classify_band(classifier, dataset, r, h, block)
@@ -202,19 +207,34 @@ def predict_scene(classifier, dataset, out_map, out_confidence=None, block: int 
     return time.perf_counter() - start
 
 
-class _NoFile:
-    def __enter__(self):
-        return None
+@contextlib.contextmanager
+def _scene_outputs(out_map, out_confidence, dataset, classes, group):
+    """Writable (class map, confidence or None) memmaps of the output files.
 
-    def __exit__(self, *exc):
-        return False
-
-
-def _optional_confidence(path, dataset):
-    if path is None:
-        return _NoFile()
-    return create_geotiff(path, dataset.height, dataset.width, np.float32, dataset.georef,
-                          metadata={"DESCRIPTION": "probability of the predicted class"})
+    The main process creates them under temporary names (:func:`create_geotiff`);
+    with several processes the others open the same temporary files, and once every
+    process has written its rows and left, the main process renames them.
+    """
+    specs = [(out_map, dict(dtype=np.uint8, nodata=0,
+                            colormap={c.code: c.color for c in classes},
+                            metadata={f"CLASS_{c.code}": c.name for c in classes})),
+             (out_confidence, dict(dtype=np.float32,
+                                   metadata={"DESCRIPTION": "probability of the predicted "
+                                                            "class"}))]
+    with contextlib.ExitStack() as stack:
+        images = [stack.enter_context(create_geotiff(path, dataset.height, dataset.width,
+                                                     georef=dataset.georef, **kw))
+                  if path is not None and group.main else None for path, kw in specs]
+        if group.size > 1:
+            names = group.broadcast([None if i is None else i.filename for i in images])
+            if not group.main:
+                images = [None if n is None else open_for_update(n) for n in names]
+        yield images
+        for image in images:
+            if image is not None:
+                image.flush()
+        del images
+        group.barrier()                        # every process has written its rows
 
 
 def _checkpoint_classes(meta):
@@ -244,22 +264,62 @@ def _model_for(args, dataset):
     return model, meta, dataset.classes or _checkpoint_classes(meta)
 
 
+def _outputs(args, datasets) -> list[tuple[str, str]]:
+    """(class map, confidence) paths per dataset: ``--out`` (and ``--confidence``) for
+    one; for several, OUT/NAME_map.tif and OUT/NAME_confidence.tif, NAME the manifest's
+    file name without .json or the product folder's name."""
+    if len(datasets) == 1:
+        conf = args.confidence or os.path.splitext(args.out)[0] + "_confidence.tif"
+        return [(args.out, conf)]
+    if args.confidence:
+        raise ValueError("--confidence names one file: with several --data, --out is a "
+                         "folder and the confidence maps go there")
+    names = [os.path.splitext(os.path.basename(os.path.normpath(d)))[0] for d in args.data]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ValueError(f"--data: several inputs named {', '.join(twice)}; their maps "
+                         f"would share a file name in {args.out}")
+    return [(os.path.join(args.out, f"{n}_map.tif"), os.path.join(args.out,
+                                                                 f"{n}_confidence.tif"))
+            for n in names]
+
+
+def _predict_tile(args, dataset, model, meta, classes, paths, group, log) -> str:
+    """Map one scene (shared by ``group``), then its quicklooks; a line saying so."""
+    out_map, conf = paths
+    classifier = TorchClassifier(model, meta["norm_mean"], meta["norm_std"], args.device)
+    seconds = predict_scene(classifier, dataset, out_map, conf, block=args.block,
+                            budget_mb=args.memory, classes=classes, group=group, log=log)
+    if not group.main:
+        return ""
+    looks = [os.path.splitext(path)[0] + ".png" for path in paths]
+    class_map_quicklook(out_map, looks[0], {c.code: c.color for c in classes})
+    confidence_quicklook(conf, looks[1])
+    return (f"wrote {out_map} and {conf} ({dataset.height} x {dataset.width} px, "
+            f"{seconds:.1f} s), quicklooks {looks[0]} and {looks[1]}")
+
+
 def main(argv=None) -> int:
+    """The command line; under torchrun, the tiles (or, for fewer tiles than processes,
+    the row bands of each tile) are shared by the processes."""
     from .dataset import DatasetError, load_dataset
 
     parser = argparse.ArgumentParser(
         prog="python -m sits_ref.predict",
-        description="Apply a saved sits_ref CNN checkpoint to a scene (a dataset manifest, "
-                    "with or without polygons, or a folder of Sentinel-2 products); write "
-                    "a class map and a confidence map.")
+        description="Apply a saved sits_ref CNN checkpoint to scenes (dataset manifests, "
+                    "with or without polygons, or folders of Sentinel-2 products); write "
+                    "a class map and a confidence map per scene.")
     parser.add_argument("--model", required=True, help="checkpoint (.pt) from training")
-    parser.add_argument("--data", required=True,
-                        help="dataset manifest (JSON) or folder of Sentinel-2 products")
+    parser.add_argument("--data", required=True, nargs="+",
+                        help="dataset manifest(s) (JSON) or folder(s) of Sentinel-2 products")
     parser.add_argument("--model-dates", action="store_true",
                         help="gap-fill the series onto the dates the model was trained on")
-    parser.add_argument("--out", required=True, help="output class map GeoTIFF")
+    parser.add_argument("--out", required=True,
+                        help="output class map GeoTIFF; with several --data, a folder")
     parser.add_argument("--confidence", help="output confidence GeoTIFF (default: "
                                              "OUT with _confidence before .tif)")
+    parser.add_argument("--resume", action="store_true",
+                        help="skip the scenes whose map and confidence already exist")
     parser.add_argument("--block", type=int, default=256,
                         help="model window width (and at most height) in pixels")
     parser.add_argument("--memory", type=float, default=READ_BUDGET_MB,
@@ -267,30 +327,42 @@ def main(argv=None) -> int:
                              "(sets the band height)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     args = parser.parse_args(argv)
+    group = from_environment(args.device)
+    say = print if group.main else (lambda *a, **k: None)
     try:
-        dataset = load_dataset(args.data)
-        model, meta, classes = _model_for(args, dataset)
         if args.block < 1 or args.memory <= 0:
             raise ValueError(f"--block and --memory must be positive, got {args.block}, "
                              f"{args.memory}")
         if args.device.startswith("cuda") and not torch.cuda.is_available():
             raise ValueError("--device cuda: no CUDA device available")
+        datasets = [load_dataset(d) for d in args.data]
+        models = [_model_for(args, ds) for ds in datasets]   # every input checked first
+        outputs = _outputs(args, datasets)
+        if len(datasets) > 1:
+            os.makedirs(args.out, exist_ok=True)
     except (DatasetError, ValueError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        say(f"error: {exc}", file=sys.stderr)
         return 2
-    conf = args.confidence or os.path.splitext(args.out)[0] + "_confidence.tif"
-    classifier = TorchClassifier(model, meta["norm_mean"], meta["norm_std"], args.device)
-    try:
-        seconds = predict_scene(classifier, dataset, args.out, conf, block=args.block,
-                                budget_mb=args.memory, classes=classes)
-    except ValueError as exc:        # e.g. a product file that cannot be decoded
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    looks = [os.path.splitext(path)[0] + ".png" for path in (args.out, conf)]
-    class_map_quicklook(args.out, looks[0], {c.code: c.color for c in classes})
-    confidence_quicklook(conf, looks[1])
-    print(f"wrote {args.out} and {conf} ({dataset.height} x {dataset.width} px, "
-          f"{seconds:.1f} s), quicklooks {looks[0]} and {looks[1]}")
+    # Fewer tiles than processes, all on this machine: they share each tile's row bands
+    # (one file written by all); otherwise each process maps whole tiles.
+    one_machine = int(os.environ.get("LOCAL_WORLD_SIZE", group.size)) == group.size
+    whole_tiles = len(datasets) >= group.size or not one_machine
+    for i, (dataset, (model, meta, classes), paths) in enumerate(
+            zip(datasets, models, outputs)):
+        if args.resume and all(os.path.exists(p) for p in paths):
+            say(f"{paths[0]}: exists, skipped (--resume)")
+            continue
+        if whole_tiles and i % group.size != group.rank:
+            continue                                  # another process's tile
+        sharing = Group() if whole_tiles else group
+        log = print if sharing.main else None
+        try:
+            line = _predict_tile(args, dataset, model, meta, classes, paths, sharing, log)
+        except ValueError as exc:        # e.g. a product file that cannot be decoded
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        if line:
+            print(line)
     return 0
 
 

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .distributed import Group
 from .metrics import confusion_matrix, macro_f1
 
 # ----------------------------------------------------------------------------- loss
@@ -135,7 +136,34 @@ def _minibatches(n, batch_size, generator):
         yield from torch.randperm(n, generator=generator).split(batch_size)
 
 
-def train_model(model, train, val, config=None, log=print, inference=None):
+def minibatch_loss(net, xb, yb, group):
+    """(loss, n_lab, n_all) of this process's share (xb, yb) of a minibatch.
+
+    The loss is the masked cross-entropy averaged over the labelled pixels of the
+    *whole* minibatch: this share's mean times n_lab / n_all (labelled pixels here /
+    in the whole minibatch), times the number of processes since their gradients are
+    averaged. On one process the factor is 1. None when the minibatch has fewer than
+    2 labelled pixels (pixel-wise BatchNorm needs more).
+    """
+    labelled = yb >= 0
+    n_lab = int(labelled.sum())
+    n_all = int(group.sum(torch.tensor([n_lab])))
+    if n_all < 2:
+        return None, n_lab, n_all
+    loss = masked_cross_entropy(net(xb, where=labelled), yb[labelled])
+    return loss * (n_lab * group.size / n_all), n_lab, n_all
+
+
+def _validate(predictor, Xv, Yv, cfg, device, group, n_classes):
+    """(validation loss, macro-F1) over every rank's share of the validation set."""
+    loss, y_true, y_pred = evaluate(predictor, Xv[group.rank::group.size],
+                                    Yv[group.rank::group.size], cfg.eval_batch_size, device)
+    cm = group.sum(torch.from_numpy(confusion_matrix(y_true, y_pred, n_classes)))
+    loss_sum, n = group.sum(torch.tensor([loss * len(y_true), len(y_true)], dtype=torch.float64))
+    return float(loss_sum / max(n, 1)), macro_f1(cm.numpy())
+
+
+def train_model(model, train, val, config=None, log=print, inference=None, group=None):
     """Train ``model`` on ``train``, early-stopped on val = (X, Y).
 
     ``train`` is (X, Y) or (X, Y, rows): with ``rows`` (M,), label map Y[i] goes with
@@ -150,7 +178,9 @@ def train_model(model, train, val, config=None, log=print, inference=None):
     "seconds", "config"}. Same config.seed and same initial weights -> same numbers
     on CPU. ``inference``: function turning the model (in eval mode) into the module
     that predicts the validation set each epoch, e.g. :func:`sits_ref.fast.fast_model`
-    (same predictions, faster); default the model itself.
+    (same predictions, faster); default the model itself. ``group``: the processes
+    sharing the training (:mod:`sits_ref.distributed`; default one): each takes its
+    share of every minibatch and of the validation set, and only the main one logs.
     """
     cfg = config or TrainConfig()
     if cfg.num_threads:
@@ -158,7 +188,10 @@ def train_model(model, train, val, config=None, log=print, inference=None):
     torch.manual_seed(cfg.seed)                             # dropout
     shuffle = torch.Generator().manual_seed(cfg.seed)       # minibatch order
     device = resolve_device(cfg.device, log)
+    group = group or Group()
+    log = log if group.main else (lambda line: None)
     model.to(device)
+    net = group.wrap(model, device)         # the model itself on one process
     X, Y = train[0], train[1]
     rows = train[2] if len(train) > 2 else torch.arange(len(Y))
     Xv, Yv = val
@@ -174,28 +207,27 @@ def train_model(model, train, val, config=None, log=print, inference=None):
 
     for _ in range(cfg.epochs):
         t0 = time.time()
-        model.train()
+        net.train()
         loss_sum, n_sum = 0.0, 0
-        for _, idx in zip(range(steps), batches):
-            xb, yb = X[rows[idx]].to(device), Y[idx].to(device)
-            labelled = yb >= 0
-            n_lab = int(labelled.sum())
-            if n_lab < 2:
+        for _, batch in zip(range(steps), batches):
+            idx = group.share(batch)
+            loss, n_lab, n_all = minibatch_loss(net, X[rows[idx]].to(device),
+                                                Y[idx].to(device), group)
+            if loss is None:
                 continue    # pixel-wise BatchNorm needs more than one labelled pixel
-            loss = masked_cross_entropy(model(xb, where=labelled), yb[labelled])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            loss_sum, n_sum = loss_sum + loss.item() * n_lab, n_sum + n_lab
+            loss_sum, n_sum = loss_sum + loss.item() * n_all / group.size, n_sum + n_lab
+        loss_sum, n_sum = group.sum(torch.tensor([loss_sum, n_sum], dtype=torch.float64))
 
-        predictor = inference(model.eval()) if inference else model
-        val_loss, y_true, y_pred = evaluate(predictor, Xv, Yv, cfg.eval_batch_size, device)
-        f1 = macro_f1(confusion_matrix(y_true, y_pred, n_classes))
-        stop = stopper.step(f1)
+        predictor = inference(model.eval()) if inference else model.eval()
+        val_loss, f1 = _validate(predictor, Xv, Yv, cfg, device, group, n_classes)
+        stop = group.broadcast(stopper.step(f1))   # decided once, by rank 0
         if stopper.is_best:
             best_state = copy.deepcopy(model.state_dict())
         rec = {"epoch": stopper.epoch, "passes": steps / max(steps_per_pass, 1),
-               "train_loss": loss_sum / max(n_sum, 1), "val_loss": val_loss,
+               "train_loss": float(loss_sum / max(n_sum, 1)), "val_loss": val_loss,
                "val_f1": f1, "seconds": time.time() - t0}
         history["epochs"].append(rec)
         log(f"epoch {stopper.epoch:3d} | train loss {rec['train_loss']:.4f} | val loss "
@@ -205,6 +237,7 @@ def train_model(model, train, val, config=None, log=print, inference=None):
             break
 
     model.load_state_dict(best_state)
+    group.unwrap(model)
     history.update(best_epoch=stopper.best_epoch, best_f1=stopper.best,
                    seconds=time.time() - t_start)
     return history

@@ -99,19 +99,45 @@ def test_binning_is_exact_on_few_values_and_consistent():
         np.testing.assert_array_equal(b[:, f] <= j, Z[:, f] <= e[f, j])
 
 
+def assert_same_trees(a, b):
+    assert len(a.estimators_) == len(b.estimators_)
+    for ta, tb in zip(a.estimators_, b.estimators_):
+        for name in ("feature", "threshold", "left", "right", "value", "n_node_samples",
+                     "impurity", "depth"):
+            np.testing.assert_array_equal(getattr(ta, name), getattr(tb, name), err_msg=name)
+
+
 def test_same_random_state_same_forest():
     rng = np.random.default_rng(1)
     X = rng.normal(size=(500, 8))
     y = (X[:, 0] + X[:, 1] + rng.normal(0, 0.5, 500) > 0).astype(int)
-    a = RandomForest(n_trees=10, random_state=3, n_jobs=2).fit(X, y)
-    b = RandomForest(n_trees=10, random_state=3, n_jobs=1).fit(X, y)
-    for ta, tb in zip(a.estimators_, b.estimators_):
-        np.testing.assert_array_equal(ta.feature, tb.feature)
-        np.testing.assert_array_equal(ta.threshold, tb.threshold)
+    a = RandomForest(n_trees=10, random_state=3).fit(X, y)
+    b = RandomForest(n_trees=10, random_state=3).fit(X, y)
+    assert_same_trees(a, b)
     np.testing.assert_array_equal(a.predict_proba(X), b.predict_proba(X))
     c = RandomForest(n_trees=10, random_state=4).fit(X, y)
     assert any(ta.n_nodes != tc.n_nodes or (ta.feature != tc.feature).any()
                for ta, tc in zip(a.estimators_, c.estimators_))
+
+
+def test_n_jobs_does_not_change_the_forest():
+    """Trees and probabilities are bitwise the same on 1, 2 or 3 processes (and with
+    more processes than trees or row chunks), for fit and predict_proba separately."""
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(3000, 6)).astype(np.float32)
+    y = (X[:, 0] + X[:, 1] * X[:, 2] + rng.normal(0, 0.5, 3000) > 0).astype(int) + 2 * (X[:, 3] > 1)
+    ref = RandomForest(n_trees=7, random_state=11, n_jobs=1).fit(X, y)
+    proba = ref.predict_proba(X, chunk_rows=256)  # 12 chunks
+    assert len({t.n_nodes for t in ref.estimators_}) > 1  # trees differ, so order matters
+    for n_jobs in (2, 3, 8):
+        rf = RandomForest(n_trees=7, random_state=11, n_jobs=n_jobs).fit(X, y)
+        assert_same_trees(rf, ref)
+        np.testing.assert_array_equal(rf.predict_proba(X, chunk_rows=256), proba)
+        ref.n_jobs = n_jobs  # predict alone on n_jobs processes
+        np.testing.assert_array_equal(ref.predict_proba(X, chunk_rows=256), proba)
+        np.testing.assert_array_equal(ref.predict(X), ref.classes_[proba.argmax(axis=1)])
+        ref.n_jobs = 1
+    assert RandomForest(n_trees=3, n_jobs=2).fit(X, y).predict_proba(X[:0]).shape == (0, 4)
 
 
 def test_bootstrap_draws_n_rows_with_replacement_per_tree():
@@ -294,6 +320,16 @@ def test_wrong_number_of_features():
     rf = RandomForest(n_trees=2).fit(X_OK, Y_OK)
     with pytest.raises(ValueError, match="X has 3 features, but this forest was fitted with 2"):
         rf.predict(np.zeros((4, 3)))
+
+
+@pytest.mark.parametrize("n_jobs", [0, -5, "x", 1.5, True])
+def test_bad_n_jobs(n_jobs):
+    with pytest.raises(ValueError, match=r"n_jobs must be None or an int >= 1.*got"):
+        RandomForest(n_trees=2, n_jobs=n_jobs).fit(X_OK, Y_OK)
+    rf = RandomForest(n_trees=2).fit(X_OK, Y_OK)
+    rf.n_jobs = n_jobs
+    with pytest.raises(ValueError, match="n_jobs must be"):
+        rf.predict(X_OK)
 
 
 # ----------------------------------------------------------------------------- degenerate data

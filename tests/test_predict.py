@@ -1,4 +1,7 @@
 """Whole-scene inference: blocked = whole image, georeferenced outputs, the CLI."""
+import os
+import shutil
+
 import numpy as np
 import pytest
 import torch
@@ -199,3 +202,40 @@ def test_cli_errors_return_2_with_one_line(case, scene, checkpoint, tmp_path, ca
     assert rc == 2
     assert err.startswith("error:") and err.count("\n") == 1
     assert not (tmp_path / "m.tif").exists()
+
+
+def test_cli_several_scenes_write_a_folder_and_resume_skips(scene, checkpoint, tmp_path,
+                                                            capsys):
+    other = tmp_path / "other.json"
+    shutil.copy(scene.manifest_path, other)
+    out = tmp_path / "maps"
+    args = ["--model", checkpoint(), "--data", scene.manifest_path, str(other), "--out",
+            str(out), "--block", "8"]
+    assert main(args) == 0
+    assert sorted(os.listdir(out)) == sorted(f"{n}_{k}.{e}" for n in ("manifest", "other")
+                                             for k in ("map", "confidence")
+                                             for e in ("tif", "png"))
+    assert np.array_equal(read_window(out / "manifest_map.tif"),
+                          read_window(out / "other_map.tif"))
+    capsys.readouterr()
+    (out / "other_map.tif").unlink()               # as if the run had died on it
+    assert main(args + ["--resume"]) == 0
+    printed = capsys.readouterr().out
+    assert "manifest_map.tif: exists, skipped (--resume)" in printed
+    assert "wrote " + str(out / "other_map.tif") in printed
+
+
+@pytest.mark.parametrize("case, message", [
+    ("confidence", "--confidence names one file"),
+    ("same name", "several inputs named manifest"),
+])
+def test_cli_several_scenes_bad_arguments(case, message, scene, checkpoint, tmp_path, capsys):
+    other = tmp_path / "x.json"
+    shutil.copy(scene.manifest_path, other)
+    data = [scene.manifest_path, str(other) if case == "confidence" else scene.manifest_path]
+    extra = ["--confidence", "c.tif"] if case == "confidence" else []
+    args = ["--model", checkpoint(), "--data", *data, "--out", str(tmp_path / "maps"), *extra]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert not (tmp_path / "maps").exists()

@@ -43,15 +43,17 @@ LIFT = {
                ("numpy",)),
     "products": (("geotiff", "indices"), ("numpy",)),
     "fast": (("models",), ("torch",)),
-    "train": (("metrics",), ("numpy", "torch")),
+    "distributed": ((), ("torch",)),
+    "train": (("distributed", "metrics"), ("numpy", "torch")),
     "checkpoint": (("atomic", "models"), ("numpy", "torch")),
     "context": (("forest", "segmentation"), ("numpy",)),
     "samples": (("rasterize", "vectors"), ("numpy",)),
     "dataset": (("gapfill", "geotiff", "indices", "products", "vectors"), ("numpy",)),
-    "predict": (("checkpoint", "dataset", "fast", "geotiff", "indices", "quicklook"),
-                ("numpy", "torch")),
-    "benchmark": (("atomic", "checkpoint", "context", "fast", "forest", "geotiff", "metrics",
-                   "models", "predict", "samples", "train"), ("numpy", "torch")),
+    "predict": (("checkpoint", "dataset", "distributed", "fast", "geotiff", "indices",
+                 "quicklook"), ("numpy", "torch")),
+    "benchmark": (("atomic", "checkpoint", "context", "distributed", "fast", "forest",
+                   "geotiff", "metrics", "models", "predict", "samples", "train"),
+                  ("numpy", "torch")),
 }
 
 # A small job per module, run on the vendored copy ``m`` (numpy imported as np).
@@ -151,6 +153,12 @@ SMOKE = {
         config = m.TrainConfig(epochs=30, min_steps=5, batch_size=16, lr=0.05)
         history = m.train_model(PixelLinear(), (X, Y), (X, Y), config, log=lambda line: None)
         assert history["best_f1"] > 0.9
+    """,
+    "distributed": """
+        import torch
+        group = m.from_environment()                 # no torchrun: a group of one
+        assert (group.size, group.main) == (1, True)
+        assert group.share(torch.arange(4)).tolist() == [0, 1, 2, 3] and group.broadcast(7) == 7
     """,
     "checkpoint": """
         import vend.models as models

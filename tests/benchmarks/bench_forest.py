@@ -4,6 +4,7 @@ Needs scikit-learn (dev only; the package itself does not).  Run from the
 repository root:
 
     python tests/benchmarks/bench_forest.py [--trees 100] [--predict-rows 1000000]
+    python tests/benchmarks/bench_forest.py --jobs 1 2 [--repeat 3]
 
 Data: paper-shaped synthetic pixels (not a timed test): 13 features x 11
 dates = 143 features per pixel, 8 classes with the pixel counts of Table 2
@@ -14,10 +15,20 @@ Reflectances mix a class's vegetation and background spectra with a
 per-date vegetation fraction (its phenology), plus noise and a few cloudy
 dates; the 3 indices are NDVI, NDWI (McFeeters) and brightness.
 
-Prints fit time (both), predict time on ``--predict-rows`` pixels (both),
-ratios ours / sklearn, OA and macro-F1 on the held-out set (both), peak
-memory of our fit, and the time of ``slic`` on a
-1000 x 1000 scene of 143 features.
+Prints fit time (both on one core, n_jobs=1), predict time on
+``--predict-rows`` pixels (both), ratios ours / sklearn, OA and macro-F1 on
+the held-out set (both), peak memory of our fit, and the time of ``slic`` on
+a 1000 x 1000 scene of 143 features.
+
+With ``--jobs``: no scikit-learn; our forest alone, as ``benchmark.py`` fits
+it (``RandomForest(n_trees=100, random_state=seed)``, the paper's settings)
+on a paper-sized training set of ``--train-rows`` = 80,000 pixels (Table 2's
+class shares) x 143 features, once per ``n_jobs`` given, side by side:
+fit seconds, predict seconds on ``--predict-rows`` pixels, the ratios to the
+first ``n_jobs``, the CPU seconds used (this process and its children), and
+the load average before each round (timings on a shared machine are only as
+good as the load).  Predictions must be
+bitwise equal across ``n_jobs``; the script checks it.
 """
 from __future__ import annotations
 
@@ -125,7 +136,12 @@ def main():
     ap.add_argument("--predict-rows", type=int, default=1_000_000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip-slic", action="store_true")
+    ap.add_argument("--jobs", type=int, nargs="+", help="compare these n_jobs (no sklearn)")
+    ap.add_argument("--train-rows", type=int, default=80_000, help="training pixels for --jobs")
+    ap.add_argument("--repeat", type=int, default=3, help="rounds for --jobs")
     args = ap.parse_args()
+    if args.jobs:
+        return compare_jobs(args)
     from sklearn.ensemble import RandomForestClassifier
 
     rng = np.random.default_rng(args.seed)
@@ -138,7 +154,7 @@ def main():
 
     rss0 = rss_mib()
     t = time.perf_counter()
-    ours = RandomForest(n_trees=args.trees, random_state=0, **hp).fit(Xtr, ytr)
+    ours = RandomForest(n_trees=args.trees, random_state=0, n_jobs=1, **hp).fit(Xtr, ytr)
     fit_ours = time.perf_counter() - t
     rss1 = rss_mib()
     t = time.perf_counter()
@@ -156,8 +172,8 @@ def main():
     oa_s, f1_s = scores(yte, sk.predict(Xte))
     nodes_o = np.mean([e.n_nodes for e in ours.estimators_])
     nodes_s = np.mean([e.tree_.node_count for e in sk.estimators_])
-    print(f"fit      ours {fit_ours:7.2f} s   sklearn(n_jobs=1) {fit_sk:7.2f} s   ratio {fit_ours / fit_sk:.2f}")
-    print(f"predict  ours {pred_ours:7.2f} s   sklearn(n_jobs=1) {pred_sk:7.2f} s   ratio {pred_ours / pred_sk:.2f}"
+    print(f"fit      ours(n_jobs=1) {fit_ours:7.2f} s   sklearn(n_jobs=1) {fit_sk:7.2f} s   ratio {fit_ours / fit_sk:.2f}")
+    print(f"predict  ours(n_jobs=1) {pred_ours:7.2f} s   sklearn(n_jobs=1) {pred_sk:7.2f} s   ratio {pred_ours / pred_sk:.2f}"
           f"   ({Xbig.shape[0]} px; agreement {100 * np.mean(pb_ours == pb_sk):.1f}%)")
     print(f"held-out ours OA {oa_o:.2f} macro-F1 {f1_o:.2f} | sklearn OA {oa_s:.2f} macro-F1 {f1_s:.2f}"
           f" | diff OA {oa_o - oa_s:+.2f} F1 {f1_o - f1_s:+.2f} points")
@@ -166,7 +182,7 @@ def main():
           f"sklearn {max(e.tree_.max_depth for e in sk.estimators_)}")
     # peak memory of our fit: RSS high-water increase, and numpy's traced peak on a 10-tree fit
     tracemalloc.start()
-    RandomForest(n_trees=10, random_state=0, **hp).fit(Xtr, ytr)
+    RandomForest(n_trees=10, random_state=0, n_jobs=1, **hp).fit(Xtr, ytr)
     peak = tracemalloc.get_traced_memory()[1] / 2**20
     tracemalloc.stop()
     print(f"our fit memory: RSS high-water +{rss1 - rss0:.0f} MiB over the data; traced peak (10 trees) {peak:.0f} MiB")
@@ -178,6 +194,48 @@ def main():
         labels = slic(scene, n_segments=4000, compactness=1.0, n_iter=5, seed=0)
         t_slic = time.perf_counter() - t
         print(f"slic 1000x1000x143: {t_slic:.1f} s ({np.unique(labels).size} objects)")
+
+
+def compare_jobs(args):
+    """Fit and predict time of the paper's forest for each n_jobs in ``args.jobs``.
+
+    Besides wall seconds, the CPU seconds of this process and its children: when
+    they stay put while n_jobs grows, the work is only split, and a wall time
+    that does not drop means the cores were busy with something else.
+    """
+    rng = np.random.default_rng(args.seed)
+    Xtr, ytr = make_pixels(np.round(COUNTS / COUNTS.sum() * args.train_rows).astype(int), rng)
+    Xbig, _ = make_pixels(np.round(COUNTS / COUNTS.sum() * args.predict_rows).astype(int), rng, 2000)
+    Xbig = Xbig[: args.predict_rows]
+    print(f"train {Xtr.shape}, {np.unique(ytr).size} classes, {args.trees} trees; "
+          f"predict {Xbig.shape}; cpus {os.cpu_count()}")
+    cpu = lambda: sum(os.times()[:4])  # noqa: E731  (user + system, self + children)
+    speedups = []
+    for r in range(args.repeat):
+        print(f"round {r}: load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+        fit, pred, first = [], [], None
+        for j in args.jobs:
+            t, c = time.perf_counter(), cpu()
+            rf = RandomForest(n_trees=args.trees, random_state=args.seed, n_jobs=j).fit(Xtr, ytr)
+            fit.append(time.perf_counter() - t)
+            fit_cpu = cpu() - c
+            t, c = time.perf_counter(), cpu()
+            proba = rf.predict_proba(Xbig)
+            pred.append(time.perf_counter() - t)
+            print(f"  n_jobs={j:<2d}  fit {fit[-1]:7.2f} s (cpu {fit_cpu:7.2f} s)   "
+                  f"predict {pred[-1]:6.2f} s (cpu {cpu() - c:6.2f} s)", flush=True)
+            if first is None:
+                first = proba
+            elif not np.array_equal(proba, first):
+                raise SystemExit(f"n_jobs={j} predicts other probabilities than n_jobs={args.jobs[0]}")
+        speedups.append([(fit[0] / f, pred[0] / p) for f, p in zip(fit[1:], pred[1:])])
+        print(f"  speed-up over n_jobs={args.jobs[0]}: " + ", ".join(
+            f"n_jobs={j} fit {sf:.2f}x predict {sp:.2f}x"
+            for j, (sf, sp) in zip(args.jobs[1:], speedups[-1])))
+    for i, j in enumerate(args.jobs[1:]):
+        sf, sp = np.array([s[i] for s in speedups]).T
+        print(f"range over {args.repeat} rounds, n_jobs={j} vs {args.jobs[0]}: "
+              f"fit {sf.min():.2f}-{sf.max():.2f}x, predict {sp.min():.2f}-{sp.max():.2f}x")
 
 
 def make_scene(rng, H=1000, W=1000):
