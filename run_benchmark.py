@@ -26,8 +26,8 @@ from sits_ref.atomic import write_json, write_text
 from sits_ref.benchmark import MODELS, Benchmark, Options
 from sits_ref.dataset import DatasetError, load_dataset
 from sits_ref.distributed import from_environment
-from sits_ref.report import build_report, figure_window, table_rows, to_markdown, to_text, \
-    write_confusions
+from sits_ref.report import build_report, date_index, figure_window, table_rows, to_markdown, \
+    to_text, write_confusions
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -146,9 +146,7 @@ def main(argv=None) -> int:
 
 def _check_report_options(args, dataset) -> None:
     """--rgb-date and --figure-window refused before any training, not after."""
-    if args.rgb_date is not None and args.rgb_date not in dataset.dates:
-        raise ValueError(f"--rgb-date {args.rgb_date}: not a date of the series "
-                         f"({', '.join(dataset.dates)})")
+    date_index(dataset, args.rgb_date)
     if args.figure_window is not None:
         figure_window(None, args.figure_window, dataset.height, dataset.width)
 

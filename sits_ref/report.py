@@ -167,7 +167,7 @@ def _input_dataset(results: dict, log):
         return None
 
 
-def _date_index(dataset, rgb_date) -> int:
+def date_index(dataset, rgb_date) -> int:
     if rgb_date is None:
         return len(dataset.dates) // 2
     if rgb_date not in dataset.dates:
@@ -322,7 +322,7 @@ def build_report(out_dir: str, window=None, rgb_date=None, log=print) -> str:
     height, width = results["dataset"]["height"], results["dataset"]["width"]
     date = None
     if dataset is not None and all(b in dataset.bands for b in ("B4", "B3", "B2")):
-        date = _date_index(dataset, rgb_date)
+        date = date_index(dataset, rgb_date)
     window = figure_window(dataset, window, height, width)
     quicklooks = write_quicklooks(out_dir, results, dataset, date)
     try:

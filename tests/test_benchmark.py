@@ -141,14 +141,20 @@ def test_bad_arguments_exit_2_with_one_line(argv, message, tmp_path):
 # The scores in results.json are the delivered map's: re-score each map GeoTIFF against
 # the rasterized test polygons (rasterize, tested pixel-exact against GDAL) and compare.
 
-def _rescored_confusion(map_path, manifest, which="test"):
+def _truth(ds, which):
+    """Class index + 1 of every pixel of ``which`` polygons (0 outside), rasterized
+    in one go (rasterize is tested pixel-exact against GDAL)."""
     from sits_ref.rasterize import rasterize
     from sits_ref.vectors import read_polygons
-    ds = load_dataset(manifest)
     polygons, _ = read_polygons(ds.polygon_files[which], ds.class_field, ds.class_codes)
     k = {code: i for i, code in enumerate(ds.class_codes)}
-    truth = rasterize(((p.geometry, k[p.code] + 1) for p in polygons),
-                      (ds.height, ds.width), ds.georef.transform, fill=0, dtype=np.int32)
+    return rasterize(((p.geometry, k[p.code] + 1) for p in polygons),
+                     (ds.height, ds.width), ds.georef.transform, fill=0, dtype=np.int32)
+
+
+def _rescored_confusion(map_path, manifest, which="test"):
+    ds = load_dataset(manifest)
+    truth = _truth(ds, which)
     mapped = read_window(map_path)[0]
     pred = np.zeros(256, np.int64)
     pred[ds.class_codes] = np.arange(len(ds.class_codes)) + 1
@@ -292,12 +298,7 @@ def test_quick_run_profiles_are_the_training_polygons_pixels(quick_run):
     out, _ = quick_run
     profiles = json.loads((out / "profiles.json").read_text())
     ds = load_dataset(SAMPLE)
-    from sits_ref.rasterize import rasterize
-    from sits_ref.vectors import read_polygons
-    polygons, _ = read_polygons(ds.polygon_files["train"], ds.class_field, ds.class_codes)
-    k = {code: i for i, code in enumerate(ds.class_codes)}
-    truth = rasterize(((p.geometry, k[p.code] + 1) for p in polygons),
-                      (ds.height, ds.width), ds.georef.transform, fill=0, dtype=np.int32)
+    truth = _truth(ds, "train")
     assert profiles["count"] == np.bincount(truth.ravel(), minlength=9)[1:].tolist()
     feats, _ = ds.read_features()                               # (T, F, H, W)
     ndvi = profiles["features"].index("NDVI")
