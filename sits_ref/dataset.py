@@ -47,6 +47,7 @@ import json
 import os
 import re
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -54,7 +55,8 @@ import numpy as np
 from .gapfill import day_numbers, fill_gaps, regular_dates
 from .geotiff import GeoRef, GeoTiffError, read_info, read_window
 from .indices import PAPER_BANDS, add_indices, feature_names
-from .products import MASK_MEANING, SCALE, ProductError, find_products, valid_values
+from .products import (MASK_MEANING, READ_THREADS, SCALE, ProductError, find_products,
+                       valid_values)
 from .vectors import LabelledPolygon, VectorError, polygon_bounds, read_polygons
 
 
@@ -212,13 +214,14 @@ class ImageStack:
         self.height, self.width, self.georef = first.height, first.width, first.georef
 
     def read(self, window=None):
-        """(values (T, C, h, w) float32, valid (T, h, w) bool): an observation is
-        invalid where a band holds the nodata value, NaN or inf."""
-        raw = [read_window(p, window) for p in self.images]
+        """(values (T, C, h, w) in the files' type, valid (T, h, w) bool): an
+        observation is invalid where a band holds the nodata value, NaN or inf."""
+        with ThreadPoolExecutor(READ_THREADS) as pool:        # decoding frees the GIL
+            raw = list(pool.map(lambda path: read_window(path, window), self.images))
         cube = raw[0].reshape(len(self.dates), len(self.bands), *raw[0].shape[1:]) \
             if self.stacked else np.stack(raw)
         valid = valid_values(cube, self.georef.nodata).all(axis=1)
-        return cube.astype(np.float32, copy=False), valid
+        return cube, valid
 
 
 class Dataset:
@@ -280,7 +283,19 @@ class Dataset:
         observations (masked, nodata, NaN, inf) are gap-filled in time; a pixel is
         invalid, and 0, only when none of its observations is valid.
         """
-        values, valid = self.source.read(window)
+        return self.bands_from_raw(*self.read_raw(window))
+
+    def read_raw(self, window=None) -> tuple[np.ndarray, np.ndarray]:
+        """The observations as stored, (T, C, h, w) in the files' type (int16 digital
+        numbers for Sentinel-2: 2 bytes a value), and their validity (T, h, w) bool.
+        Whole-scene inference keeps a row band so and converts it block by block
+        (:meth:`bands_from_raw`)."""
+        return self.source.read(window)
+
+    def bands_from_raw(self, values, valid) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`read_bands` of observations from :meth:`read_raw`, or of any window
+        cut from them (the conversion is per pixel)."""
+        values = values.astype(np.float32)                    # our own copy
         if self.offset:
             values += np.float32(self.offset)
         values *= np.float32(self.scale)

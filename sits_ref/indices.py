@@ -79,8 +79,12 @@ def add_indices(bands: np.ndarray, band_names, axis: int = -3) -> np.ndarray:
     if bands.shape[axis] != len(names):
         raise ValueError(f"{bands.shape[axis]} bands on axis {axis} but "
                          f"{len(names)} band names {names}")
-    band = {name: np.take(bands, i, axis=axis) for i, name in enumerate(names)}
-    extra = [_FUNCTIONS[idx](*(band[b] for b in INDEX_BANDS[idx]))
+    def band(name):                                # a view, not a copy
+        where = [slice(None)] * bands.ndim
+        where[axis] = names.index(name)
+        return bands[tuple(where)]
+
+    extra = [_FUNCTIONS[idx](*(band(b) for b in INDEX_BANDS[idx]))
              for idx in available_indices(names)]
     if not extra:
         return bands

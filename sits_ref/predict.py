@@ -26,6 +26,7 @@ import contextlib
 import os
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -58,8 +59,9 @@ class TorchClassifier:
     def proba(self, feats: np.ndarray, window=None) -> np.ndarray:
         """(T, F, h, w) raw features -> (K, h, w) float32 class probabilities (the
         window's place in the scene is not needed)."""
-        x = torch.from_numpy(feats.transpose(1, 0, 2, 3).copy())[None]  # our own copy,
-        x = x.sub_(self.mean).div_(self.std).to(self.device)           # normalised in place
+        x = torch.from_numpy(feats).permute(1, 0, 2, 3)[None]  # (1, F, T, h, w), a view
+        x = self.model.prepare(x)           # our own copy, in the layout the model reads
+        x = x.sub_(self.mean).div_(self.std).to(self.device)   # normalised in place
         return torch.softmax(self.model(x)[0], dim=0).float().cpu().numpy()
 
 
@@ -105,27 +107,29 @@ def with_halo(window, halo: int, height: int, width: int):
     return (r0, c0, r1 - r0, c1 - c0), (r - r0, c - c0)
 
 
-# Peak bytes per pixel and per (date, band) value while a full-width row band is read
-# by Dataset.read_bands: the raw int16 files (2), the float32 values (4), and during
-# gap-filling the filled series and one interpolation step (4 + 4), plus per-date index
-# arrays; measured 17.8 with tracemalloc on a cloudy 11-date L3A folder. 4 remain held
-# afterwards. The features (bands + indices) are computed per column block, never for
-# the whole band.
-READ_BYTES_PER_VALUE = 18
-READ_BUDGET_MB = 512   # default memory for reading one row band (not the model's)
+# Peak bytes per (pixel, date, band) value of a full-width row band of 2-byte files
+# (int16 / uint16, as Sentinel-2's): the band being classified is held as read while the
+# next one is read (each file's strips, then stacked, and a validity mask); floats,
+# gap-filling and features are computed per column block, never for the whole band.
+# Measured: peak memory (VmHWM) grows by 11 bytes per band value between 37- and
+# 74-row bands of a 10980-wide scene of 11 dates x 10 bands.
+READ_BYTES_PER_VALUE = 12
+READ_BUDGET_MB = 768   # default memory for reading row bands (not the model's)
 
 
 def band_rows(classifier, dataset, block: int, budget_mb: float = READ_BUDGET_MB) -> int:
     """Height of the full-width row bands: at most ``block``, and small enough that
     reading a band (its rows + 2 halo rows, full width) takes about ``budget_mb``.
 
-    For a 10980-wide tile of 11 dates x 10 bands a band row costs ~21.7 MB, so the
-    default budget gives 23-row bands (17 + 2 x 3 halo rows for the patch CNNs); peak
-    memory then depends on the width and on ``block`` (the model's working set),
-    never on the height of the scene. With the auto-context forest the height also
-    divides its context square (blocks must lie inside one square): 16 rows.
+    For a 10980-wide tile of 11 dates x 10 bands a band row costs ~13.8 MiB, so the
+    default budget gives 49-row bands for the patch CNNs (55 rows read: 49 + 2 x 3
+    halo rows), 55 for the pixel models; peak memory then depends on the width and
+    on ``block`` (the model's working set), never on the height of the scene. With
+    the auto-context forest the height also divides its context square (blocks must
+    lie inside one square).
     """
-    per_row = dataset.width * len(dataset.dates) * len(dataset.bands) * READ_BYTES_PER_VALUE
+    per_row = (dataset.width * len(dataset.observation_dates) * len(dataset.bands)
+               * READ_BYTES_PER_VALUE)
     rows = int(budget_mb * 2 ** 20 // per_row) - 2 * classifier.halo
     rows = max(1, min(block, rows))
     tile = _context_tile(classifier)
@@ -139,33 +143,55 @@ def _context_tile(classifier) -> int | None:
     return getattr(classifier, "tile", None)
 
 
-def classify_band(classifier, dataset, row0: int, rows: int, block: int):
+def band_window(classifier, dataset, row0: int, rows: int):
+    """The full-width window read for the band of ``rows`` rows at ``row0``: grown by
+    the classifier's halo rows (clipped to the grid); and the band's first row in it."""
+    (r0, _, h, _), (dr, _) = with_halo((row0, 0, rows, dataset.width), classifier.halo,
+                                       dataset.height, dataset.width)
+    return (r0, 0, h, dataset.width), dr
+
+
+def classify_band(classifier, dataset, row0: int, rows: int, block: int, raw=None):
     """Probabilities (K, rows, W) and validity (rows, W) of the full-width band of
     ``rows`` rows starting at ``row0``.
 
-    The band is read once with ``halo`` rows above and below (clipped to the image):
-    stripped GeoTIFFs (full-width strips, as Theia's and ours) then decode every
-    strip about once per scene, instead of once per block. Column blocks of ``block``
-    pixels are classified inside it, each with its halo columns, and cropped; their
-    features (as :meth:`Dataset.read_features`: bands + indices) are computed block
-    by block, which keeps the band in memory as reflectances only.
+    The band is read once with ``halo`` rows above and below (:func:`band_window`;
+    ``raw``: that read, :meth:`Dataset.read_raw`, if done already), as stored: stripped
+    GeoTIFFs (full-width strips, as Theia's and ours) then decode every strip about
+    once per scene, instead of once per block. Column blocks of ``block`` pixels are
+    classified inside it, each with its halo columns, and cropped; their reflectances
+    (gap-filled) and features (bands + indices, as :meth:`Dataset.read_features`) are
+    computed block by block.
     """
     halo = classifier.halo
-    (r0, _, h, _), (dr, _) = with_halo((row0, 0, rows, dataset.width), halo,
-                                       dataset.height, dataset.width)
-    bands, valid = dataset.read_bands((r0, 0, h, dataset.width))
-    proba = None
-    for _, c, _, w in blocks(rows, dataset.width, block, rows):
-        (_, c0, _, gw), (_, dc) = with_halo((0, c, rows, w), halo, h, dataset.width)
-        feats = add_indices(bands[..., c0:c0 + gw], dataset.bands, axis=1)
-        part = classifier.proba(feats, (r0, c0, h, gw))
+    window, dr = band_window(classifier, dataset, row0, rows)
+    values, observed = raw if raw is not None else dataset.read_raw(window)
+    r0, _, h, width = window
+    proba, valid = None, np.empty((rows, width), bool)
+    for _, c, _, w in blocks(rows, width, block, rows):
+        (_, c0, _, gw), (_, dc) = with_halo((0, c, rows, w), halo, h, width)
+        bands, ok = dataset.bands_from_raw(values[..., c0:c0 + gw], observed[..., c0:c0 + gw])
+        part = classifier.proba(add_indices(bands, dataset.bands, axis=1), (r0, c0, h, gw))
         if proba is None:
-            proba = np.empty((part.shape[0], rows, dataset.width), np.float32)
+            proba = np.empty((part.shape[0], rows, width), np.float32)
         proba[:, :, c:c + w] = part[:, dr:dr + rows, dc:dc + w]
-    return proba, valid[dr:dr + rows]
+        valid[:, c:c + w] = ok[dr:dr + rows, dc:dc + w]
+    return proba, valid
 
 
-def predict_scene(classifier, dataset, out_map, out_confidence=None, block: int = 256,
+def _prefetched(read, windows):
+    """``read(window)`` of each window in turn, the next one read in a background
+    thread while the caller works on the current one (decoding frees the GIL)."""
+    with ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(read, windows[0]) if windows else None
+        for k in range(len(windows)):
+            done = pending.result()
+            if k + 1 < len(windows):
+                pending = pool.submit(read, windows[k + 1])
+            yield done
+
+
+def predict_scene(classifier, dataset, out_map, out_confidence=None, block: int = 512,
                   log=print, budget_mb: float = READ_BUDGET_MB, classes=None,
                   group=None) -> float:
     """Classify the whole scene; returns the wall time in seconds.
@@ -191,9 +217,11 @@ def predict_scene(classifier, dataset, out_map, out_confidence=None, block: int 
     start, never_valid = time.perf_counter(), 0
     with _scene_outputs(out_map, out_confidence, dataset, classes, group) as (class_map,
                                                                             confidence):
-        for k, r in enumerate(starts, 1):
-            h = min(rows, dataset.height - r)
-            proba, valid = classify_band(classifier, dataset, r, h, block)
+        heights = [min(rows, dataset.height - r) for r in starts]
+        windows = [band_window(classifier, dataset, r, h)[0] for r, h in zip(starts, heights)]
+        bands = zip(starts, heights, _prefetched(dataset.read_raw, windows))
+        for k, (r, h, raw) in enumerate(bands, 1):
+            proba, valid = classify_band(classifier, dataset, r, h, block, raw)
             class_map[r:r + h] = np.where(valid, codes[1 + proba.argmax(0)], 0)
             never_valid += int((~valid).sum())
             if confidence is not None:
@@ -320,7 +348,7 @@ def main(argv=None) -> int:
                                              "OUT with _confidence before .tif)")
     parser.add_argument("--resume", action="store_true",
                         help="skip the scenes whose map and confidence already exist")
-    parser.add_argument("--block", type=int, default=256,
+    parser.add_argument("--block", type=int, default=512,
                         help="model window width (and at most height) in pixels")
     parser.add_argument("--memory", type=float, default=READ_BUDGET_MB,
                         help="memory for reading one full-width row band, in MiB "

@@ -108,8 +108,8 @@ class Products:
     nodata: dict = field(default_factory=dict)
 
     def read(self, window=None):
-        """(values (T, C, h, w) float32 digital numbers, valid (T, h, w) bool) of a
-        ``window`` (row0, col0, h, w) of the 10 m grid (None: all of it)."""
+        """(values (T, C, h, w) digital numbers in the files' type, valid (T, h, w)
+        bool) of a ``window`` (row0, col0, h, w) of the 10 m grid (None: all of it)."""
         window = window or (0, 0, self.height, self.width)
         jobs = [(t, band, path) for t, by_band in enumerate(self.files)
                 for band, path in by_band.items()]
@@ -117,7 +117,9 @@ class Products:
         with ThreadPoolExecutor(READ_THREADS) as pool:
             arrays = list(pool.map(lambda job: self._read_10m(job[2], window), jobs))
         _, _, h, w = window
-        values = np.empty((len(self.dates), len(self.bands), h, w), np.float32)
+        dtype = np.result_type(*(raw.dtype for (_, band, _), raw in zip(jobs, arrays)
+                                 if band is not None))
+        values = np.empty((len(self.dates), len(self.bands), h, w), dtype)
         valid = np.ones((len(self.dates), h, w), bool)
         index = {b: i for i, b in enumerate(self.bands)}
         for (t, band, item), raw in zip(jobs, arrays):

@@ -3,8 +3,9 @@ import pytest
 import torch
 from torch import nn
 
-from sits_ref.fast import fast_model, fold_batchnorm
-from sits_ref.models import build_model
+import sits_ref.fast as fast_module
+from sits_ref.fast import TILE_ROWS, fast_model, fold_batchnorm
+from sits_ref.models import CNN2D, CNN3D, build_model
 
 NAMES = ["tempcnn", "cnn2d", "cnn3d", "spatiotempcnn"]
 
@@ -45,12 +46,54 @@ def test_fast_equals_plain(name, shape):
     assert (fast - plain).abs().max() < ATOL
 
 
-def test_fast_3d_on_a_block_large_enough_for_onednn():
-    # N*C*T*H > 20480: torch runs this Conv3d on oneDNN, untransposed
+def test_fast_3d_on_a_large_block():
+    # 150 rows: ten 16-row tiles; oneDNN called directly whatever the shape
     model = _trained_like("cnn3d", 13, 11)
     x = torch.randn(1, 13, 11, 150, 144)
     with torch.no_grad():
         assert (fast_model(model)(x) - model(x)).abs().max() < ATOL
+
+
+@pytest.mark.parametrize("name", ["cnn2d", "cnn3d", "spatiotempcnn"])
+@pytest.mark.parametrize("rows", [1, 2, 4])
+def test_row_tiles_give_the_whole_block(name, rows, monkeypatch):
+    # tiles of 1, 2 or 4 rows on 11 rows (the last tile short): every seam between
+    # tiles, and tiles touching the top and bottom borders, give the plain values
+    monkeypatch.setitem(TILE_ROWS, CNN2D, rows)
+    monkeypatch.setitem(TILE_ROWS, CNN3D, rows)
+    model = _trained_like(name, 6, 5)
+    x = torch.randn(2, 6, 5, 11, 8)
+    with torch.no_grad():
+        assert (fast_model(model)(x) - model(x)).abs().max() < ATOL
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_fast_without_onednn(name, monkeypatch):
+    # the functional convolutions (CUDA, or a torch built without oneDNN) agree too
+    monkeypatch.setattr(torch.backends.mkldnn, "is_available", lambda: False)
+    model = _trained_like(name, 13, 11)
+    x = torch.randn(1, 13, 11, 9, 20)
+    with torch.no_grad():
+        assert (fast_model(model)(x) - model(x)).abs().max() < ATOL
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_prepared_input_is_read_without_a_copy(name):
+    model = _trained_like(name, 13, 11)
+    fast = fast_model(model)
+    x = torch.randn(1, 13, 11, 6, 9)
+    prepared = fast.prepare(x)
+    assert torch.equal(prepared, x)
+    with torch.no_grad():
+        assert (fast(prepared) - model(x)).abs().max() < ATOL
+    n, c, t, h, w = x.shape
+    reads = {"tempcnn": lambda p: p.permute(0, 3, 4, 2, 1).is_contiguous(),
+             "cnn2d": lambda p: p.reshape(n, c * t, h, w).is_contiguous(
+                 memory_format=torch.channels_last),
+             "cnn3d": lambda p: p.transpose(2, 3).is_contiguous(
+                 memory_format=torch.channels_last_3d)}
+    reads["spatiotempcnn"] = reads["cnn3d"]
+    assert reads[name](prepared)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -64,13 +107,14 @@ def test_fast_where_selects_the_same_pixels(name):
         assert fast(x, where=torch.zeros(2, 6, 7, dtype=torch.bool)).shape == (0, 5)
 
 
-def test_tempcnn_chunking_does_not_change_the_result():
-    model = _trained_like("tempcnn", 3, 4)
+@pytest.mark.parametrize("name", ["tempcnn", "cnn2d", "cnn3d"])
+def test_pixel_chunking_does_not_change_the_result(name, monkeypatch):
+    model = _trained_like(name, 3, 4)
     x = torch.randn(2, 3, 4, 6, 7)
     fast = fast_model(model)
     with torch.no_grad():
         whole = fast(x)
-        fast.chunk = 5                                   # 84 pixels in chunks of 5
+        monkeypatch.setattr(fast_module, "PIXEL_CHUNK", 5)   # 84 pixels in chunks of 5
         assert torch.allclose(fast(x), whole, atol=1e-6)
 
 

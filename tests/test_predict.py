@@ -124,7 +124,8 @@ class _SquareClassifier:
 def test_band_height_divides_the_context_square(scene, tmp_path):
     clf = _SquareClassifier()
     # a 7-row budget gives 4-row bands, the largest divisor of the 8-px square
-    assert band_rows(clf, scene, 8, budget_mb=7 * scene.width * 144 / 2 ** 20) == 4
+    per_row = scene.width * 3 * 4 * READ_BYTES_PER_VALUE / 2 ** 20   # MiB per band row
+    assert band_rows(clf, scene, 8, budget_mb=7 * per_row) == 4
     with pytest.raises(ValueError, match="divide"):
         predict_scene(clf, scene, tmp_path / "m.tif", block=5, log=None)
 
@@ -239,3 +240,30 @@ def test_cli_several_scenes_bad_arguments(case, message, scene, checkpoint, tmp_
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
     assert not (tmp_path / "maps").exists()
+
+
+def test_prefetched_reads_in_order_and_raises_the_readers_error():
+    from sits_ref.predict import _prefetched
+    assert list(_prefetched(lambda w: w * 10, [1, 2, 3])) == [10, 20, 30]
+    assert list(_prefetched(lambda w: w, [])) == []
+
+    def read(window):
+        if window == 2:
+            raise ValueError("cannot decode window 2")
+        return window
+    got = []
+    with pytest.raises(ValueError, match="window 2"):
+        for value in _prefetched(read, [1, 2, 3]):
+            got.append(value)
+    assert got == [1]
+
+
+def test_raw_band_cut_gives_the_window_read(scene):
+    # the whole-scene path (read a band as stored, convert column blocks) equals reading
+    # each block's window directly
+    values, observed = scene.read_raw((1, 0, 5, scene.width))
+    assert values.dtype == np.int16
+    bands, valid = scene.bands_from_raw(values[..., 3:11], observed[..., 3:11])
+    direct, direct_valid = scene.read_bands((1, 3, 5, 8))
+    assert bands.dtype == np.float32
+    assert np.array_equal(bands, direct) and np.array_equal(valid, direct_valid)

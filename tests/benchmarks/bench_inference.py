@@ -2,23 +2,27 @@
 
 Run from the repository root (2 torch threads, as on the reference 2-core machine):
 
-    python tests/benchmarks/bench_inference.py [--block 512] [--rows 1024]
+    python tests/benchmarks/bench_inference.py [--block 512] [--runs 3] [--rows 512]
         [--rows-3d 192] [--width 10980] [--workdir /tmp/sits_bench] [--skip-e2e]
 
 Prints:
 
-(a) the measured torch matmul rate: large fp32 matmuls (2048^2 and 4096^2), best of 5,
-    in GFLOP/s (2 n^3 FLOPs per n x n product);
+(a) the measured torch matmul rate of each run: large fp32 matmuls (2048^2 and
+    4096^2), in GFLOP/s (2 n^3 FLOPs per n x n product);
 (b) for TempCNN, 2D-CNN, 3D-CNN and SpatioTempCNN (13 features x 11 dates x 8 classes,
-    random init, eval mode): FLOPs per pixel, model-only throughput on one
-    ``block`` x ``block`` window (+ halo, whose extra work is charged to the model),
-    the FLOP-bound throughput (matmul rate / FLOPs per pixel), their ratio and the
-    time extrapolated to a 10980 x 10980 tile; and the Random Forest (100 trees
-    fitted on the labelled pixels of ``data_sample``) in px/s on the same block;
+    random init, eval mode), in ``runs`` consecutive runs: FLOPs per pixel, model-only
+    throughput of the fast twin (:mod:`sits_ref.fast`) on one ``block`` x ``block``
+    window (+ halo, whose extra work is charged to the model), the FLOP-bound
+    throughput (that run's matmul rate / FLOPs per pixel), their ratio and the time
+    extrapolated to a 10980 x 10980 tile, then the spread over runs; and the Random
+    Forest (100 trees fitted on the labelled pixels of ``data_sample``) in px/s on
+    the same block. Each run measures the matmul rate and every model in 3 rounds
+    and keeps each one's best (:func:`model_runs`);
 (c) end to end ``predict_scene`` (read, features, model, write) on a synthetic wide
     scene (11 GeoTIFFs of 10 int16 bands, ``rows`` x ``width``, strips of 16 rows,
     deflate, as our writer and Theia write them) and on a half-height one, each
-    model in a fresh subprocess: seconds, px/s and peak memory (VmHWM).
+    model in a fresh subprocess: seconds, px/s, peak memory (VmHWM) and the ratio to
+    the best model-only px/s.
 
 FLOPs are counted analytically with forward hooks on a small block: every Conv1d/2d/3d
 and Linear layer counts 2 x (outputs x inputs per output), i.e. 2 x multiply-adds,
@@ -26,9 +30,10 @@ padding included ('same' zero padding computes the full kernel at the borders);
 BatchNorm, ReLU, softmax and the normalisation are not counted (they are the memory
 bound part that the bound leaves out). Per pixel = total / (block pixels).
 
-Targets (issue): TempCNN and 2D-CNN >= 50k px/s end to end and within 1.3x of the FLOP
-bound (model only); peak memory <= 1.5 GiB for TempCNN, 2D-CNN and the forest, <= 3 GiB
-for the 3D models, whatever the scene size.
+Targets (issue 17): model only within 1.2x of the FLOP bound for TempCNN and 2D-CNN,
+1.5x for 3D-CNN and SpatioTempCNN, in every run; end to end >= 0.8x model only, a
+TempCNN tile under 20 min; peak memory <= 1.5 GiB for TempCNN, 2D-CNN and the forest,
+<= 3 GiB for the 3D models, whatever the scene size.
 """
 from __future__ import annotations
 
@@ -80,10 +85,11 @@ def best_time(fn, repeat=3) -> float:
 
 # ----------------------------------------------------------------------- (a) matmul rate
 def matmul_gflops() -> float:
+    """fp32 matmul rate, GFLOP/s: the best of 3 products of 2048^2 and of 4096^2."""
     rates = []
     for n in (2048, 4096):
         a, b = torch.randn(n, n), torch.randn(n, n)
-        rates.append(2 * n ** 3 / best_time(lambda: a @ b, 5) / 1e9)
+        rates.append(2 * n ** 3 / best_time(lambda: a @ b, 3) / 1e9)
     return max(rates)
 
 
@@ -109,17 +115,39 @@ def flops_per_pixel(model, size=16) -> float:
     return total[0] / size ** 2
 
 
-def model_throughput(name, block) -> dict:
-    torch.manual_seed(0)
-    model = build_model(name, C, T, K).eval()
-    fast = fast_model(model)
-    halo = model.halo
-    x = torch.randn(1, C, T, block + 2 * halo, block + 2 * halo)
+def model_runs(names, block, runs, rounds) -> dict:
+    """Model-only throughput (px/s) of each model's fast twin on one ``block`` x
+    ``block`` window (+ halo) and the matmul rate, in ``runs`` consecutive runs.
+
+    In a run, ``rounds`` rounds each measure the matmul rate then every model (best
+    of 2 calls); the run keeps each one's best, so a slow spell of the machine hits
+    the bound and the models alike. Returns {"rate": [GFLOP/s per run], name:
+    {"flops", "plain", "px_s": [per run]}}.
+    """
+    out = {"rate": []}
+    nets, inputs = {}, {}
+    for name in names:
+        torch.manual_seed(0)
+        model = build_model(name, C, T, K).eval()
+        nets[name] = fast_model(model)
+        inputs[name] = nets[name].prepare(         # in the layout predict_scene gives it
+            torch.randn(1, C, T, block + 2 * model.halo, block + 2 * model.halo))
+        with torch.inference_mode():
+            plain = best_time(lambda: model(inputs[name]), repeat=1)
+        out[name] = {"flops": flops_per_pixel(model), "plain": block ** 2 / plain,
+                     "px_s": []}
     with torch.inference_mode():
-        seconds = best_time(lambda: fast(x))
-        plain = best_time(lambda: model(x), repeat=1)
-    return {"flops": flops_per_pixel(model), "px_s": block ** 2 / seconds,
-            "plain_px_s": block ** 2 / plain}
+        for _ in range(runs):
+            rate, best = 0.0, dict.fromkeys(names, 0.0)
+            for _ in range(rounds):
+                rate = max(rate, matmul_gflops())
+                for name in names:
+                    seconds = best_time(lambda: nets[name](inputs[name]), 2)
+                    best[name] = max(best[name], block ** 2 / seconds)
+            out["rate"].append(rate)
+            for name in names:
+                out[name]["px_s"].append(best[name])
+    return out
 
 
 def sample_pixels():
@@ -275,13 +303,15 @@ def run_child(name, manifest, block, forest_path) -> dict:
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--block", type=int, default=512, help="model-only block side")
-    ap.add_argument("--e2e-block", type=int, default=256, help="predict_scene block")
+    ap.add_argument("--e2e-block", type=int, default=512, help="predict_scene block")
     ap.add_argument("--rows", type=int, default=512, help="end-to-end scene rows")
     ap.add_argument("--rows-3d", type=int, default=192, help="rows for the 3D models")
     ap.add_argument("--width", type=int, default=TILE, help="end-to-end scene width")
     ap.add_argument("--workdir", default="/tmp/sits_bench_inference")
     ap.add_argument("--models",
                     default="tempcnn,cnn2d,cnn3d,spatiotempcnn,forest,forest_ctx")
+    ap.add_argument("--runs", type=int, default=3, help="model-only runs (3)")
+    ap.add_argument("--rounds", type=int, default=3, help="rounds per model-only run (3)")
     ap.add_argument("--skip-e2e", action="store_true")
     ap.add_argument("--skip-products", action="store_true")
     ap.add_argument("--product-rows", type=int, default=128,
@@ -296,33 +326,41 @@ def main():
 
     print("load average before (other processes share the cores): "
           + " ".join(f"{v:.2f}" for v in os.getloadavg()))
-    rate = matmul_gflops()
-    print(f"(a) torch fp32 matmul, 2 threads: {rate:.0f} GFLOP/s (best of 5, n=2048/4096)")
-
-    print(f"\n(b) model only, one {args.block}x{args.block} block (+ halo), "
-          f"{C} features x {T} dates x {K} classes, eval mode, sits_ref.fast "
-          f"(plain: the models.py forward)")
-    print(f"{'model':<15}{'MFLOP/px':>9}{'px/s':>10}{'bound px/s':>12}{'bound/meas':>11}"
-          f"{'tile (min)':>11}{'plain px/s':>11}{'fast/plain':>11}")
+    cnns = [m for m in models if not m.startswith("forest")]
     checks, model_rates = [], {}
-    for name in [m for m in models if not m.startswith("forest")]:
-        r = model_throughput(name, args.block)
-        model_rates[name] = r["px_s"]
-        bound = rate * 1e9 / r["flops"]
-        ratio = bound / r["px_s"]
-        print(f"{NAMES[name]:<15}{r['flops'] / 1e6:>9.2f}{r['px_s']:>10.0f}{bound:>12.0f}"
-              f"{ratio:>11.2f}{TILE ** 2 / r['px_s'] / 60:>11.1f}{r['plain_px_s']:>11.0f}"
-              f"{r['px_s'] / r['plain_px_s']:>11.2f}")
-        if name in FAST:
-            checks.append((f"{NAMES[name]} model within 1.3x of FLOP bound ({ratio:.2f}x)",
-                           ratio <= 1.3))
+    if cnns:
+        r = model_runs(cnns, args.block, args.runs, args.rounds)
+        print("(a) torch fp32 matmul, 2 threads, per run: "
+              + ", ".join(f"{v:.0f}" for v in r["rate"]) + " GFLOP/s (best of 3 products "
+              f"of 2048^2 and of 4096^2, in each of {args.rounds} rounds)")
+        print(f"\n(b) model only, one {args.block}x{args.block} block (+ halo), "
+              f"{C} features x {T} dates x {K} classes, eval mode, sits_ref.fast "
+              f"(plain: the models.py forward, once), {args.runs} consecutive runs")
+        print(f"{'model':<15}{'run':>4}{'MFLOP/px':>9}{'px/s':>10}{'bound px/s':>12}"
+              f"{'bound/meas':>11}{'tile (min)':>11}{'plain px/s':>11}{'fast/plain':>11}")
+        for name in cnns:
+            m, ratios = r[name], []
+            for run, (px_s, rate) in enumerate(zip(m["px_s"], r["rate"]), 1):
+                bound = rate * 1e9 / m["flops"]
+                ratios.append(bound / px_s)
+                print(f"{NAMES[name]:<15}{run:>4}{m['flops'] / 1e6:>9.2f}{px_s:>10.0f}"
+                      f"{bound:>12.0f}{bound / px_s:>11.2f}{TILE ** 2 / px_s / 60:>11.1f}"
+                      f"{m['plain']:>11.0f}{px_s / m['plain']:>11.2f}")
+            model_rates[name] = max(m["px_s"])
+            limit = 1.2 if name in FAST else 1.5
+            print(f"{'':<15}spread over runs: px/s {min(m['px_s']):.0f}-{max(m['px_s']):.0f}, "
+                  f"bound/meas {min(ratios):.2f}-{max(ratios):.2f}")
+            checks.append((f"{NAMES[name]} model within {limit}x of the FLOP bound in every "
+                           f"run ({', '.join(f'{x:.2f}' for x in ratios)})",
+                           max(ratios) <= limit))
     forest_path = os.path.join(args.workdir, "forest.pkl")
     if "forest" in models:
         forest, X, fit_s = sample_forest()
         px_s = forest_throughput(forest, X, args.block)
         depth = max(t.depth.max() for t in forest.estimators_) \
             if hasattr(forest.estimators_[0], "depth") else "?"
-        print(f"{NAMES['forest']:<15}{'-':>9}{px_s:>10.0f}{'-':>12}{'-':>11}"
+        model_rates["forest"] = px_s
+        print(f"{NAMES['forest']:<15}{'-':>4}{'-':>9}{px_s:>10.0f}{'-':>12}{'-':>11}"
               f"{TILE ** 2 / px_s / 60:>11.1f}   (fitted in {fit_s:.0f} s on {len(X)} "
               f"sample pixels, max depth {depth})")
         os.makedirs(args.workdir, exist_ok=True)
@@ -337,7 +375,7 @@ def main():
         print(f"\n(c) end to end predict_scene (block {args.e2e_block}, default memory "
               f"budget), fresh process per model, scene width {args.width}")
         print(f"{'model':<15}{'rows':>6}{'seconds':>9}{'px/s':>9}{'tile (min)':>11}"
-              f"{'peak MiB':>10}{'(torch+model)':>14}")
+              f"{'peak MiB':>10}{'(torch+model)':>14}{'e2e/model':>10}")
         for name in models:
             rows = args.rows_3d if BUDGET_GIB[name] > 1.5 else args.rows
             peaks = []
@@ -349,17 +387,22 @@ def main():
                     print(f"  (wrote {folder} in {time.perf_counter() - t:.0f} s)")
                 r = run_child(name, manifest, args.e2e_block, forest_path)
                 peaks.append(r["peak_mib"])
+                share = r["px_s"] / model_rates[name] if name in model_rates else float("nan")
                 print(f"{NAMES[name]:<15}{h:>6}{r['seconds']:>9.1f}{r['px_s']:>9.0f}"
                       f"{TILE ** 2 / r['px_s'] / 60:>11.1f}{r['peak_mib']:>10.0f}"
-                      f"{r['base_mib']:>14.0f}")
+                      f"{r['base_mib']:>14.0f}{share:>10.2f}")
             budget = BUDGET_GIB[name] * 1024
             checks.append((f"{NAMES[name]} peak memory {max(peaks):.0f} MiB <= {budget:.0f} "
                            f"MiB (half/full height {peaks[0]:.0f}/{peaks[1]:.0f})",
                            max(peaks) <= budget))
-            if name in FAST:
-                checks.append((f"{NAMES[name]} end to end >= 50k px/s ({r['px_s']:.0f}; "
-                               f"tile in {TILE ** 2 / r['px_s'] / 60:.0f} min < 40)",
-                               r["px_s"] >= 50_000))
+            if name in model_rates:
+                checks.append((f"{NAMES[name]} end to end >= 0.8x model only ({share:.2f}: "
+                               f"{r['px_s']:.0f} / {model_rates[name]:.0f} px/s, the best "
+                               "model-only run)", share >= 0.8))
+            if name == "tempcnn":
+                minutes = TILE ** 2 / r["px_s"] / 60
+                checks.append((f"TempCNN tile end to end under 20 min ({minutes:.1f})",
+                               minutes < 20))
     if not args.skip_products:
         folder = os.path.join(args.workdir, f"l3a_{args.product_rows}x{args.width}")
         t = time.perf_counter()
