@@ -6,8 +6,9 @@ same logits up to float32 rounding (tests/test_fast.py: within 1e-5 of the plain
 model's on random weights and inputs). It is a snapshot: it reads the weights when it
 is made (in eval mode: BatchNorm running statistics, no dropout), so make it again
 after more training. On 2 CPU cores (``tests/benchmarks/bench_inference.py``, 512 x
-512 blocks) it is about 4x (TempCNN), 2.5x (2D-CNN) and 3.5x (3D-CNN) faster than the
-plain models, at 1.1-1.6x of their FLOP bound (matmul rate / FLOPs per pixel).
+512 blocks, two benchmark runs) it is 3.6-4.4x (TempCNN), 1.8-2.6x (2D-CNN) and
+2.7-3.7x (3D-CNN) faster than the plain models, at 1.04-1.38x of their FLOP bound
+(matmul rate / FLOPs per pixel).
 
 What it does, and why each step gives the same result:
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import os
 import sys
 import time
@@ -177,6 +178,30 @@ def classify_band(classifier, dataset, row0: int, rows: int, block: int, raw=Non
         proba[:, :, c:c + w] = part[:, dr:dr + rows, dc:dc + w]
         valid[:, c:c + w] = ok[dr:dr + rows, dc:dc + w]
     return proba, valid
+
+
+# glibc's mallopt parameters (malloc.h) and the values :func:`keep_freed_memory` sets.
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+KEEP_FREED_BYTES = 512 * 2 ** 20       # freed memory kept for reuse, at most
+MMAP_FROM_BYTES = 64 * 2 ** 20         # only larger blocks are mapped (and unmapped) alone
+
+
+def keep_freed_memory() -> bool:
+    """Ask glibc's malloc to keep freed memory for reuse rather than give it back to
+    the system at once (as ``MALLOC_TRIM_THRESHOLD_`` and ``MALLOC_MMAP_THRESHOLD_``
+    would). Inference allocates and frees blocks of up to tens of MB per window;
+    memory given back must be page-faulted in again at its next use. On 2 cores the
+    3D-CNN's fast twin ran at 141k px/s with this setting against 117k without, in
+    alternating rounds in one process; end to end the difference was within the
+    machine's noise.
+    A process-wide setting: the command line sets it, a library caller may. Returns
+    False, doing nothing, where the C library is not glibc."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return bool(libc.mallopt(_M_TRIM_THRESHOLD, KEEP_FREED_BYTES)
+                    and libc.mallopt(_M_MMAP_THRESHOLD, MMAP_FROM_BYTES))
+    except (OSError, AttributeError):
+        return False
 
 
 def _prefetched(read, windows):
@@ -355,6 +380,7 @@ def main(argv=None) -> int:
                              "(sets the band height)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     args = parser.parse_args(argv)
+    keep_freed_memory()
     group = from_environment(args.device)
     say = print if group.main else (lambda *a, **k: None)
     try:

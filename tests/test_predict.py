@@ -1,6 +1,8 @@
 """Whole-scene inference: blocked = whole image, georeferenced outputs, the CLI."""
 import os
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -267,3 +269,30 @@ def test_raw_band_cut_gives_the_window_read(scene):
     direct, direct_valid = scene.read_bands((1, 3, 5, 8))
     assert bands.dtype == np.float32
     assert np.array_equal(bands, direct) and np.array_equal(valid, direct_valid)
+
+
+_RSS_DROP = """
+import numpy as np, sys
+from sits_ref.predict import keep_freed_memory
+def rss_mib():
+    with open("/proc/self/status") as f:
+        return next(int(l.split()[1]) for l in f if l.startswith("VmRSS")) / 1024
+if sys.argv[1] == "keep":
+    assert keep_freed_memory()
+a = np.ones(40 * 2 ** 20 // 8)       # 40 MiB, written
+before = rss_mib()
+del a
+print(before - rss_mib())
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc")
+def test_keep_freed_memory_keeps_a_freed_block_mapped():
+    # by default glibc gives a freed 40 MiB block back to the system (RSS drops by
+    # ~40 MiB); once keep_freed_memory() is called it keeps it for the next allocation
+    def drop(mode):
+        out = subprocess.run([sys.executable, "-c", _RSS_DROP, mode], capture_output=True,
+                             text=True, check=True)
+        return float(out.stdout)
+    assert drop("default") > 30
+    assert drop("keep") < 5

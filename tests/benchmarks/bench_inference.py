@@ -52,6 +52,7 @@ ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
 sys.path.insert(0, ROOT)
 from sits_ref.fast import fast_model  # noqa: E402
 from sits_ref.models import build_model  # noqa: E402
+from sits_ref.predict import keep_freed_memory  # noqa: E402
 
 C, T, K = 13, 11, 8
 TILE = 10980
@@ -270,8 +271,10 @@ def product_rates(folder, band_rows, threads) -> dict:
 def child(name, manifest, block, forest_path) -> None:
     """One end-to-end run in this (fresh) process; prints a JSON line."""
     from sits_ref.dataset import load_dataset
-    from sits_ref.predict import ForestClassifier, TorchClassifier, predict_scene
+    from sits_ref.predict import (ForestClassifier, TorchClassifier, keep_freed_memory,
+                                  predict_scene)
     torch.set_num_threads(2)
+    keep_freed_memory()                              # as python -m sits_ref.predict does
     ds = load_dataset(manifest)
     if name == "forest":
         with open(forest_path, "rb") as f:
@@ -322,6 +325,7 @@ def main():
         name, manifest, block, forest_path = args.child
         return child(name, manifest, int(block), forest_path)
     torch.set_num_threads(2)
+    keep_freed_memory()                              # as python -m sits_ref.predict does
     models = args.models.split(",")
 
     print("load average before (other processes share the cores): "
