@@ -174,8 +174,8 @@ class FastTempCNN(_Snapshot):
 
     def forward_pixels(self, s):
         """(P, T, C) pixel series, time-major -> (P, K) logits."""
-        if len(s) == 0:
-            return _dense(self.dense, s.new_zeros(0, 1))
+        if len(s) == 0:                                       # e.g. no pixel selected
+            return s.new_zeros(0, self.n_classes)
         return torch.cat([self._chunk(p) for p in s.split(PIXEL_CHUNK)])
 
     def _chunk(self, p):
