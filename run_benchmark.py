@@ -59,6 +59,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="epochs before early stopping may trigger (10)")
     p.add_argument("--min-steps", type=positive, default=20,
                    help="optimizer steps per epoch at least; small data repeat passes (20)")
+    p.add_argument("--average-steps", type=positive, default=20,
+                   help="weights validated and kept: running average over about this "
+                        "many optimizer steps (20; 1: the raw weights)")
     p.add_argument("--patch-size", type=positive, default=16,
                    help="side of the grid squares the patch CNNs train on (16; paper: 32)")
     p.add_argument("--ctx-out-of-fold", type=int, default=0, metavar="K",
@@ -94,6 +97,7 @@ def main(argv=None) -> int:
     opts = Options(data=os.path.abspath(args.data), out=args.out, models=args.models,
                    runs=args.runs, epochs=args.epochs, patience=args.patience,
                    min_epochs=args.min_epochs, min_steps=args.min_steps,
+                   average_steps=args.average_steps,
                    patch_size=args.patch_size, ctx_out_of_fold=args.ctx_out_of_fold,
                    seed=args.seed, device=args.device, resume=args.resume)
     if args.quick:

@@ -52,6 +52,7 @@ class Options:
     patience: int = 5         # the paper's
     min_epochs: int = 10      # early stopping may not trigger before
     min_steps: int = 20       # optimizer steps per epoch at least (small data)
+    average_steps: int = 20   # scored weights: average over about this many steps
     seed: int = 0
     device: str = "cpu"
     patch_batch: int = 8      # tiles per step (8 x 22 x 22 inputs): sparse labels give few
@@ -66,8 +67,9 @@ class Options:
 
     def fingerprint(self) -> dict:
         """Settings that change results: a resumed run must share them."""
-        keys = ("data", "epochs", "patience", "min_epochs", "min_steps", "seed", "patch_batch",
-                "pixel_batch", "patch_size", "val_fraction", "n_trees", "ctx_out_of_fold")
+        keys = ("data", "epochs", "patience", "min_epochs", "min_steps", "average_steps",
+                "seed", "patch_batch", "pixel_batch", "patch_size", "val_fraction", "n_trees",
+                "ctx_out_of_fold")
         return {k: getattr(self, k) for k in keys}
 
 
@@ -208,6 +210,7 @@ def train_cnn(exp: Experiment, name: str, seed: int, log=print, group=None):
     model = build_model(name, len(ds.feature_names), len(ds.dates), len(ds.classes))
     config = TrainConfig(epochs=opts.epochs, patience=opts.patience,
                          min_epochs=min(opts.min_epochs, opts.epochs), min_steps=opts.min_steps,
+                         average_steps=opts.average_steps,
                          batch_size=opts.pixel_batch if model.halo == 0 else opts.patch_batch,
                          seed=seed, device=opts.device)
     history = train_model(model, exp.training_data(model, seed), exp.cnn_data(model, "val"),

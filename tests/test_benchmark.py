@@ -121,8 +121,21 @@ def test_dataset_without_test_polygons_reports_validation_only(tiny_dataset, tmp
     assert "test" not in results["models"]["tempcnn"]["runs"][0]
 
 
+def test_average_steps_option_reaches_training(tiny_dataset, tmp_path, monkeypatch):
+    import sits_ref.benchmark as benchmark
+    configs, train = [], benchmark.train_model
+    monkeypatch.setattr(benchmark, "train_model", lambda model, data, val, config, **kw:
+                        configs.append(config) or train(model, data, val, config, **kw))
+    out = tmp_path / "out"
+    assert run_benchmark.main(["--data", str(tiny_dataset), "--models", "tempcnn", "--quick",
+                               "--average-steps", "3", "--out", str(out)]) == 0
+    assert [c.average_steps for c in configs] == [3]
+    assert json.loads((out / "results.json").read_text())["options"]["average_steps"] == 3
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--runs", "0"], "argument --runs: must be a positive integer, got 0"),
+    (["--average-steps", "0"], "argument --average-steps: must be a positive integer, got 0"),
     (["--models", "resnet"], "argument --models: invalid choice: 'resnet'"),
     (["--device", "tpu"], "--device must be cpu or cuda"),
     (["--data", "/nonexistent/manifest.json"], "manifest not found"),

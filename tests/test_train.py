@@ -4,11 +4,12 @@ import math
 import numpy as np
 import pytest
 import torch
+from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from sits_ref.metrics import confusion_matrix, macro_f1
 from sits_ref.models import TempCNN, build_model
-from sits_ref.train import (EarlyStopping, TrainConfig, evaluate, masked_cross_entropy,
-                            train_model)
+from sits_ref.train import (EarlyStopping, TrainConfig, WeightAverage, evaluate,
+                            masked_cross_entropy, train_model)
 
 SMALL = dict(filters=8, hidden=16, dropout=0.2)   # a small TempCNN keeps the tests fast
 
@@ -168,8 +169,9 @@ def test_training_restores_best_weights():
     torch.manual_seed(0)
     model = TempCNN(4, 5, 3, **SMALL)
     states = []                     # weights after each epoch (log is called once per epoch)
-    hist = train_model(model, train, (xv, yv),
-                       TrainConfig(epochs=15, patience=3, min_epochs=0, min_steps=1),
+    hist = train_model(model, train, (xv, yv),                  # raw weights scored
+                       TrainConfig(epochs=15, patience=3, min_epochs=0, min_steps=1,
+                                   average_steps=1),
                        log=lambda _: states.append(copy.deepcopy(model.state_dict())))
     last = hist["epochs"][-1]["epoch"]
     assert last - 3 <= hist["best_epoch"] and len(states) == last < 15   # stopped early
@@ -178,6 +180,66 @@ def test_training_restores_best_weights():
     assert all(torch.equal(v, best[k]) for k, v in model.state_dict().items())
     _, y_true, y_pred = evaluate(model, xv, yv)
     assert macro_f1(confusion_matrix(y_true, y_pred, 3)) == pytest.approx(hist["best_f1"])
+
+
+# ----------------------------------------------------------------------------- averaging
+
+def _set_weights(model, weight, running_mean, batches):
+    with torch.no_grad():
+        model[0].weight.fill_(weight)
+        model[1].running_mean.fill_(running_mean)
+        model[1].num_batches_tracked.fill_(batches)
+
+
+def test_weight_average_by_hand():
+    model = torch.nn.Sequential(torch.nn.Linear(1, 1, bias=False), torch.nn.BatchNorm1d(1))
+    _set_weights(model, 100.0, 100.0, 0)            # initial weights: no lasting share
+    avg2, avg3 = WeightAverage(model, 2), WeightAverage(model, 3)
+    # weights 4, 8, 2, 6 after four steps. steps=2: mean of the first 2, then rate 1/2:
+    # 4, (4+8)/2 = 6, 6 + (2-6)/2 = 4, 4 + (6-4)/2 = 5. steps=3: plain means of the
+    # first 3 (4, 6, 14/3), then 14/3 + (6 - 14/3)/3 = 46/9.
+    expect2, expect3 = [4, 6, 4, 5], [4, 6, 14 / 3, 46 / 9]
+    for step, w in enumerate([4.0, 8.0, 2.0, 6.0]):
+        _set_weights(model, w, 10 * w, step + 1)        # BatchNorm statistics move too
+        for avg, expect in ((avg2, expect2), (avg3, expect3)):
+            avg.update(model)
+            assert avg.model[0].weight.item() == pytest.approx(expect[step])
+            assert avg.model[1].running_mean.item() == pytest.approx(10 * expect[step])
+            assert avg.model[1].num_batches_tracked.item() == step + 1   # copied
+    assert model[0].weight.item() == 6.0                # the trained model is untouched
+    exact = WeightAverage(model, 1)
+    _set_weights(model, -3.0, 1.0, 9)
+    exact.update(model)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in exact.model.state_dict().items())
+    with pytest.raises(ValueError, match="average_steps"):
+        WeightAverage(model, 0)
+
+
+def test_training_returns_the_averaged_weights():
+    """The kept model is the running average of the weights after each optimizer
+    step (an empty validation set ties every epoch, so the last epoch is kept)."""
+    seen = []
+    handle = register_optimizer_step_post_hook(
+        lambda opt, args, kwargs: seen.append(copy.deepcopy(model.state_dict())))
+    try:
+        torch.manual_seed(0)
+        model = TempCNN(4, 5, 3, **SMALL)
+        empty = (torch.zeros(0, 4, 5, 1, 1), torch.zeros(0, 1, 1, dtype=torch.long))
+        train_model(model, _pixels(40, seed=1), empty,
+                    TrainConfig(epochs=2, min_epochs=0, min_steps=4, batch_size=10,
+                                average_steps=3), log=_quiet)
+    finally:
+        handle.remove()
+    assert len(seen) == 8                               # 2 epochs of 4 steps
+    for key, value in model.state_dict().items():
+        if not value.is_floating_point():
+            assert torch.equal(value, seen[-1][key])
+            continue
+        avg = seen[0][key].double()
+        for n, state in enumerate(seen[1:], 2):
+            avg = avg + (state[key].double() - avg) * max(1 / 3, 1 / n)
+        assert torch.allclose(value.double(), avg, atol=1e-6), key
+        assert not torch.allclose(value, seen[-1][key], atol=1e-6), key   # not the raw ones
 
 
 # ----------------------------------------------------------------------------- checkpoints
