@@ -181,7 +181,8 @@ class FastTempCNN(_Snapshot):
     def _chunk(self, p):
         z = p.unsqueeze(0).permute(0, 3, 1, 2)            # (1, C, P, T), channels-last
         for weight, bias, padding, relu in self.convs:
-            z = _conv(z, weight, bias, padding).relu_()
+            z = _conv(z, weight, bias, padding)
+            z = z.relu_() if relu else z
         z = z.permute(0, 2, 3, 1).reshape(len(p), -1)     # (P, T * F), time-major
         return _dense(self.dense, z)
 
